@@ -1,0 +1,120 @@
+"""Plain-words descriptions of tensors and of test failures.
+
+Feedback names the property, the smallest failing input hypothesis found (shape,
+dtype, layout, the values that matter) and what the student's code did;
+never a wall of tensors, never the hidden test's source.
+"""
+
+from __future__ import annotations
+
+import traceback
+
+SMALL = 12  # tensors with at most this many elements are printed in full
+
+
+def describe_tensor(tensor) -> str:
+    """E.g. 'float32[2, 3] (transposed view) = [[0.5, 20.0, -0.1], [...]]'."""
+    import torch
+
+    shape = "[" + ", ".join(map(str, tensor.shape)) + "]"
+    dtype = str(tensor.dtype).replace("torch.", "")
+    notes = []
+    if tensor.device.type != "cpu":
+        notes.append(str(tensor.device))
+    if not tensor.is_contiguous() and tensor.numel() > 1:
+        if tensor.dim() == 2 and tensor.t().is_contiguous():
+            notes.append("transposed view")
+        else:
+            notes.append(f"non-contiguous, strides {tuple(tensor.stride())}")
+    head = f"{dtype}{shape}" + (f" ({', '.join(notes)})" if notes else "")
+    values = tensor.detach().cpu()
+    if values.numel() <= SMALL:
+        return f"{head} = {_fmt(values.tolist())}"
+    if values.is_floating_point() or values.is_complex():
+        flat = values.double().flatten()
+        finite = flat[torch.isfinite(flat)]
+        summary = f"min {finite.min().item():.4g}, max {finite.max().item():.4g}" \
+            if finite.numel() else "no finite values"
+        extras = int((~torch.isfinite(flat)).sum())
+        zeros = int((flat == 0).sum())
+        if extras:
+            summary += f", {extras} non-finite"
+        if zeros:
+            summary += f", {zeros} zeros"
+        return f"{head}, {summary}"
+    if values.dtype == torch.bool:
+        return f"{head}, {int(values.sum())} true"
+    return f"{head}, min {values.min().item()}, max {values.max().item()}"
+
+
+def _fmt(value) -> str:
+    if isinstance(value, list):
+        return "[" + ", ".join(_fmt(v) for v in value) + "]"
+    if isinstance(value, float):
+        return f"{value:.6g}"
+    return str(value)
+
+
+def describe_value(value) -> str:
+    import torch
+
+    if isinstance(value, torch.Tensor):
+        return describe_tensor(value)
+    if isinstance(value, (list, tuple)) and any(isinstance(v, torch.Tensor) for v in value):
+        inner = ", ".join(describe_value(v) for v in value)
+        return f"({inner})" if isinstance(value, tuple) else f"[{inner}]"
+    text = repr(value)
+    return text if len(text) <= 200 else text[:200] + "..."
+
+
+def plain_failure(error: BaseException, item=None) -> str:
+    """The message a student reads for a failed test."""
+    from grader.worker import GraderFault, StudentCrash
+
+    lines = []
+    doc = (getattr(getattr(item, "function", None), "__doc__", None) or "").strip()
+    if doc:
+        lines.append(f"Property: {doc.splitlines()[0]}")
+    if isinstance(error, GraderFault):
+        lines.append(f"UNGRADABLE (not your fault, will be retried): {error}")
+    elif isinstance(error, StudentCrash):
+        lines.append(f"Your code did not finish: {error}")
+    elif isinstance(error, AssertionError):
+        lines.append(str(error).strip() or "assertion failed")
+    else:
+        lines.append(f"Your code raised {type(error).__name__}: {error}".rstrip())
+        where = _student_frames(error)
+        if where:
+            lines.append(where)
+    lines += _falsifying_example(error)
+    return "\n".join(lines)
+
+
+def _falsifying_example(error: BaseException) -> list[str]:
+    """Hypothesis's minimal example, without the `student` fixture line."""
+    out = []
+    for note in getattr(error, "__notes__", []):
+        if not note.startswith("Falsifying example"):
+            continue
+        body = [line for line in note.splitlines()[1:]
+                if line.strip() and not line.strip().startswith(("student=", "reference="))
+                and line.strip() != ")"]
+        out.append("Smallest failing input:")
+        out += ["  " + line.strip().rstrip(",") for line in body]
+    return out
+
+
+def _student_frames(error: BaseException) -> str:
+    remote = getattr(error, "student_traceback", "")
+    if remote:
+        lines = remote.strip().splitlines()
+        starts = [i for i, line in enumerate(lines)
+                  if line.lstrip().startswith('File "') and "_worker_main.py" not in line]
+        tail = lines[starts[0]:] if starts else lines[-1:]
+        return "Where (your code):\n" + "\n".join(tail[-10:])
+    frames = [f for f in traceback.extract_tb(error.__traceback__)
+              if "/assignments/" in f.filename and "/tests/" not in f.filename]
+    if not frames:
+        return ""
+    last = frames[-1]
+    return f"Where (your code): {last.filename}:{last.lineno}: {last.line}"

@@ -1,0 +1,222 @@
+"""The pytest side of the course: the `student` seam, profiles, markers, result log.
+
+Loaded by the repository's root conftest.py, so plain `pytest` and the grader
+see the same setup:
+
+- `student`: the code under test. For public tests run locally it is the
+  student's module itself (so a debugger works); for hidden tests, and for
+  every test when grading (`--isolate`), it is a proxy to a worker process.
+- `reference`: the instructor's module, in-process (hidden tests only).
+- which code is "the student's": `--submission DIR` (a student-shaped tree),
+  `--reference`, or by default `reference/` when it exists (the instructor
+  repository) and the working copy otherwise (a student's repository).
+- markers: `points(n)`, `gpu` (skipped with a reason without CUDA), `slow`.
+- `--results-log FILE`: one JSON line per collected and per finished test,
+  read by the grader to build results.json incrementally.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+from grader import hypothesis_setup  # noqa: F401  (sets TRITON_INTERPRET, profiles)
+from grader.assignments import REPO, Assignment, assignment_of_path
+from grader.describe import plain_failure
+
+import pytest  # noqa: I001  (after hypothesis_setup: environment first)
+
+
+def pytest_addoption(parser):
+    group = parser.getgroup("llmlab", "LLM Systems Lab")
+    group.addoption("--submission", default=None,
+                    help="a student-shaped directory whose assignments/<name>/<file> is tested")
+    group.addoption("--reference", action="store_true",
+                    help="test the reference solutions (default where reference/ exists)")
+    group.addoption("--isolate", action="store_true",
+                    help="run the student's code in a worker process for public tests too")
+    group.addoption("--results-log", default=None, help="JSON-lines log for the grader")
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "points(n): points the test is worth")
+    config.llmlab = Session(config)
+    config.pluginmanager.register(config.llmlab, "llmlab-session")
+
+
+def pytest_unconfigure(config):
+    session = getattr(config, "llmlab", None)
+    if session is not None:
+        session.close()
+
+
+# ------------------------------------------------------- which submission --
+class Session:
+    """Per-run state: where the student's code is, one worker per assignment."""
+
+    def __init__(self, config):
+        self.config = config
+        submission = config.getoption("--submission")
+        use_reference = config.getoption("--reference") or (
+            submission is None and (REPO / "reference").is_dir())
+        self.root = Path(submission).resolve() if submission else REPO
+        self.use_reference = use_reference and submission is None
+        self.isolate = config.getoption("--isolate")
+        self.workers: dict[str, object] = {}
+        self.modules: dict[str, object] = {}
+        log = config.getoption("--results-log")
+        self.log = open(log, "a", buffering=1) if log else None
+
+    def student_file(self, assignment: Assignment) -> Path:
+        if self.use_reference:
+            return assignment.reference_path()
+        return assignment.student_path(self.root)
+
+    def worker(self, assignment: Assignment):
+        from grader.worker import WorkerConfig, WorkerProcess
+
+        if assignment.name not in self.workers:
+            files = {p.name: p for p in assignment.provided_files()}
+            files[assignment.student_file] = self.student_file(assignment)
+            self.workers[assignment.name] = WorkerProcess(WorkerConfig(
+                scratch_files=files, module=assignment.module,
+                call_timeout_s=assignment.call_timeout_s))
+        return self.workers[assignment.name]
+
+    def in_process_module(self, assignment: Assignment):
+        """Import the student's module here, beside the provided files."""
+        if assignment.name not in self.modules:
+            path = self.student_file(assignment)
+            if not path.is_file():
+                pytest.fail(f"{path} does not exist", pytrace=False)
+            for folder in {path.parent, assignment.public_tests().parent}:
+                if str(folder) not in sys.path:
+                    sys.path.insert(0, str(folder))
+            spec = importlib.util.spec_from_file_location(assignment.module, path)
+            module = importlib.util.module_from_spec(spec)
+            sys.modules[assignment.module] = module
+            spec.loader.exec_module(module)
+            self.modules[assignment.name] = module
+        return self.modules[assignment.name]
+
+    def write(self, record: dict) -> None:
+        if self.log is not None:
+            self.log.write(json.dumps(record) + "\n")
+
+    # Hooks: this object is registered as a plugin, so pytest calls these.
+    def pytest_collection_finish(self, session):
+        for item in session.items:
+            self.write({"event": "collected", **_describe_item(item)})
+
+    def pytest_runtest_logreport(self, report):
+        failed_outside_call = report.when != "call" and report.failed
+        if not (report.when == "call" or failed_outside_call or report.skipped):
+            return
+        if report.passed:
+            status, message = "passed", ""
+        elif report.skipped:
+            reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else ""
+            status, message = "skipped", str(reason)
+        else:
+            status = "ungradable" if getattr(report, "llmlab_ungradable", False) else "failed"
+            message = getattr(report, "llmlab_message", None) or report.longreprtext[-3000:]
+        self.write({"event": "finished", "nodeid": report.nodeid, "status": status,
+                    "message": message, "duration": round(report.duration, 3)})
+
+    def close(self) -> None:
+        for worker in self.workers.values():
+            worker.stop()
+        if self.log is not None:
+            self.log.close()
+
+
+def _assignment(request) -> Assignment:
+    assignment = assignment_of_path(Path(str(request.node.fspath)))
+    if assignment is None:
+        raise RuntimeError(f"{request.node.nodeid} is not inside tests/<name>/ or "
+                           "assignments/<name>/tests/")
+    return assignment
+
+
+def _is_public(path) -> bool:
+    return Path(str(path)).resolve().is_relative_to(REPO / "assignments")
+
+
+# ----------------------------------------------------------------- fixtures --
+@pytest.fixture
+def student(request):
+    """The student's module: in-process for local public tests, else a worker proxy."""
+    from grader.worker import StudentProxy
+
+    session: Session = request.config.llmlab
+    assignment = _assignment(request)
+    if _is_public(request.node.fspath) and not session.isolate:
+        return session.in_process_module(assignment)
+    seed = sum(map(ord, request.node.nodeid)) % (2**31)
+    return StudentProxy(session.worker(assignment), assignment.module, seed=seed)
+
+
+@pytest.fixture
+def reference(request):
+    """The instructor's solution, imported in this (trusted) process."""
+    assignment = _assignment(request)
+    name = f"llmlab_reference_{assignment.name}"
+    if name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(name, assignment.reference_path())
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        spec.loader.exec_module(module)
+    return sys.modules[name]
+
+
+@pytest.fixture(autouse=True)
+def _seeded():
+    import torch
+
+    torch.manual_seed(0)
+
+
+# ------------------------------------------------------------------ markers --
+def pytest_collection_modifyitems(config, items):
+    import torch
+
+    no_gpu = pytest.mark.skip(reason="needs a CUDA GPU (this machine has none)")
+    for item in items:
+        if "gpu" in item.keywords and not torch.cuda.is_available():
+            item.add_marker(no_gpu)
+
+
+def points_of(item) -> float:
+    marker = item.get_closest_marker("points")
+    return float(marker.args[0]) if marker else 1.0
+
+
+def _describe_item(item) -> dict:
+    assignment = assignment_of_path(Path(str(item.fspath)))
+    public = _is_public(item.fspath)
+    name = item.name if not public else f"public/{item.name}"
+    doc = (item.function.__doc__ or "").strip().splitlines() if hasattr(item, "function") else []
+    return {
+        "nodeid": item.nodeid,
+        "name": f"{assignment.name if assignment else 'other'}/{name}",
+        "assignment": assignment.name if assignment else None,
+        "task": getattr(item.module, "TASK", None),
+        "suite": "public" if public else "hidden",
+        "points": points_of(item),
+        "doc": doc[0] if doc else "",
+    }
+
+
+# ------------------------------------------------------------ result log --
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item, call):
+    report = yield
+    if report.failed and call.excinfo is not None:
+        from grader.worker import GraderFault
+
+        error = call.excinfo.value
+        report.llmlab_ungradable = isinstance(error, GraderFault)
+        report.llmlab_message = plain_failure(error, item)
+    return report

@@ -1,0 +1,311 @@
+"""Trusted side of the worker: start it, talk to it, survive it.
+
+`StudentProxy` is what tests see as the `student` fixture when grading:
+`student.absmax_quantize(x)` sends the call to a `WorkerProcess`, which runs
+the student's module in a separate, restartable process (see worker_main.py
+for the wire protocol). Nothing the worker sends back is trusted beyond
+being plain data: replies are read with `torch.load(weights_only=True)`.
+"""
+
+from __future__ import annotations
+
+import builtins
+import os
+import select
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from grader import worker_main as wire
+from grader.sandbox import worker_limits, worker_environment
+
+WORKER_SCRIPT = Path(wire.__file__)
+OUTPUT_TAIL_BYTES = 4000
+
+
+class StudentError(Exception):
+    """The student's code raised an exception that is not a Python builtin."""
+
+
+class StudentCrash(Exception):
+    """The worker died, hung or misbehaved while running student code."""
+
+
+class GraderFault(Exception):
+    """The grader or the machine failed; the test is ungradable, not failed."""
+
+
+@dataclass
+class WorkerConfig:
+    scratch_files: dict[str, Path]      # name in the scratch dir -> source file
+    module: str                         # the student module to import
+    call_timeout_s: float = 60.0
+    import_timeout_s: float = 120.0
+    environment: dict[str, str] | None = None
+
+
+class WorkerProcess:
+    """One worker process, started lazily and restarted after a crash or hang."""
+
+    def __init__(self, config: WorkerConfig):
+        self.config = config
+        self.process: subprocess.Popen | None = None
+        self.scratch: Path | None = None
+        self.import_failure: str | None = None  # deterministic: remembered, not retried
+        self.start_failure: str | None = None
+        self.starts = 0
+
+    # ---------------------------------------------------------- lifecycle --
+    def start(self) -> None:
+        self.stop()
+        self.scratch = Path(tempfile.mkdtemp(prefix="llmlab-worker-"))
+        for name, source in self.config.scratch_files.items():
+            shutil.copyfile(source, self.scratch / name)
+        shutil.copyfile(WORKER_SCRIPT, self.scratch / "_worker_main.py")
+        self.output = open(self.scratch / "_output.txt", "w+b")
+        to_worker_r, to_worker_w = os.pipe()
+        from_worker_r, from_worker_w = os.pipe()
+        command = [sys.executable, "-I", str(self.scratch / "_worker_main.py"),
+                   str(to_worker_r), str(from_worker_w), os.pathsep.join(self._sys_path())]
+        self.process = subprocess.Popen(
+            command, cwd=self.scratch, stdin=subprocess.DEVNULL, stdout=self.output,
+            stderr=subprocess.STDOUT, pass_fds=(to_worker_r, from_worker_w),
+            env=self.config.environment or worker_environment(self.scratch),
+            start_new_session=True, preexec_fn=worker_limits,
+        )
+        os.close(to_worker_r)
+        os.close(from_worker_w)
+        self.to_worker, self.from_worker = to_worker_w, from_worker_r
+        self.starts += 1
+        try:
+            hello = self._receive(self.config.import_timeout_s)
+        except StudentCrash as crash:
+            output = self.output_tail()[-1500:]
+            self.stop()
+            self.start_failure = f"the worker process could not start: {crash}\n{output}"
+            raise GraderFault(self.start_failure) from None
+        if hello != {"ok": True, "value": "ready"}:
+            raise GraderFault(f"the worker process sent {hello!r} instead of 'ready'")
+        reply = self._exchange({"op": "load", "module": self.config.module},
+                               self.config.import_timeout_s, during="importing your module")
+        if not reply["ok"]:
+            error = reply["error"]
+            self.import_failure = (f"your module crashed at import: {error['type']}: "
+                                   f"{error['message']}")
+            raise StudentCrash(self.import_failure)
+
+    def _sys_path(self) -> list[str]:
+        """The scratch dir, then the interpreter's libraries, never the grader's repo."""
+        repo = str(Path(__file__).resolve().parents[1])
+        libraries = [p for p in sys.path if p and Path(p).is_absolute()
+                     and not Path(p).resolve().is_relative_to(repo)]
+        return [str(self.scratch), *dict.fromkeys(libraries)]
+
+    def stop(self) -> None:
+        if self.process is not None:
+            try:
+                os.killpg(self.process.pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+            self.process.wait()
+            for fd in (self.to_worker, self.from_worker):
+                os.close(fd)
+            self.output.close()
+            self.process = None
+        if self.scratch is not None:
+            shutil.rmtree(self.scratch, ignore_errors=True)
+            self.scratch = None
+
+    def output_tail(self) -> str:
+        """The last few KB the student's code printed (never parsed, only shown)."""
+        if self.process is None:
+            return ""
+        self.output.flush()
+        size = self.output.seek(0, os.SEEK_END)
+        self.output.seek(max(0, size - OUTPUT_TAIL_BYTES))
+        return self.output.read().decode("utf-8", "replace")
+
+    # ------------------------------------------------------------ requests --
+    def request(self, message: dict) -> object:
+        """Send one request; return its value or raise what the student raised."""
+        if self.start_failure:
+            raise GraderFault(self.start_failure)
+        if self.import_failure:
+            raise StudentCrash(self.import_failure)
+        if self.process is None:
+            self.start()
+        reply = self._exchange(message, self.config.call_timeout_s, during="running your code")
+        if reply["ok"]:
+            return reply["value"]
+        raise rebuild_exception(reply["error"])
+
+    def _exchange(self, message: dict, timeout_s: float, during: str) -> dict:
+        try:
+            wire.write_frame(self.to_worker, message)
+            reply = self._receive(timeout_s)
+        except StudentCrash as crash:
+            self.stop()
+            raise StudentCrash(f"{crash} while {during}") from None
+        except (BrokenPipeError, OSError):
+            code = self.process.poll() if self.process else None
+            self.stop()
+            raise StudentCrash(f"the worker exited (code {code}) while {during}") from None
+        if not isinstance(reply, dict) or "ok" not in reply:
+            self.stop()
+            raise StudentCrash(f"the worker sent a malformed reply while {during}")
+        return reply
+
+    def _receive(self, timeout_s: float) -> object:
+        deadline = time.monotonic() + timeout_s
+        header = self._read(wire.HEADER.size, deadline, timeout_s)
+        (length,) = wire.HEADER.unpack(header)
+        if length > wire.MAX_FRAME_BYTES:
+            raise StudentCrash(f"the worker sent a frame of {length} bytes")
+        try:
+            return wire.decode_frame(self._read(length, deadline, timeout_s))
+        except Exception as error:  # a forged or corrupt frame
+            raise StudentCrash(f"the worker sent data that is not plain tensors ({error})") from None
+
+    def _read(self, n: int, deadline: float, timeout_s: float) -> bytes:
+        chunks, remaining = [], n
+        while remaining:
+            left = deadline - time.monotonic()
+            ready, _, _ = select.select([self.from_worker], [], [], max(0.0, left))
+            if not ready:
+                raise StudentCrash(f"timed out after {timeout_s:g} s")
+            chunk = os.read(self.from_worker, min(remaining, 1 << 20))
+            if not chunk:
+                code = self.process.wait(timeout=5) if self.process else None
+                raise StudentCrash(describe_exit(code))
+            chunks.append(chunk)
+            remaining -= len(chunk)
+        return b"".join(chunks)
+
+
+def describe_exit(code: int | None) -> str:
+    if code is None:
+        return "the worker closed its channel"
+    if code < 0:
+        name = signal.Signals(-code).name if -code in signal.Signals._value2member_map_ else code
+        if name == "SIGKILL":
+            return "the worker was killed (SIGKILL: likely over its memory or CPU limit)"
+        return f"the worker died from signal {name}"
+    return f"the worker exited with code {code}"
+
+
+def rebuild_exception(error: dict) -> Exception:
+    """The student's exception as a trusted object of a builtin type where possible,
+    so `pytest.raises(ValueError)` works the same in-process and across the wire."""
+    message = f"{error['message']}"
+    cls = getattr(builtins, error["type"], None) if error.get("builtin") else None
+    if isinstance(cls, type) and issubclass(cls, Exception) and cls.__module__ == "builtins":
+        try:
+            rebuilt = cls(message)
+        except Exception:
+            rebuilt = StudentError(f"{error['type']}: {message}")
+    else:
+        rebuilt = StudentError(f"{error['type']}: {message}")
+    rebuilt.student_traceback = error.get("traceback", "")
+    return rebuilt
+
+
+class RemoteObject:
+    """A student object that lives in the worker (a class instance, a bound method)."""
+
+    def __init__(self, worker: WorkerProcess, handle: int, type_name: str):
+        self._worker, self._handle, self._type_name = worker, handle, type_name
+
+    def __getattr__(self, name: str):
+        return from_wire(self._worker, self._worker.request(
+            {"op": "getattr", "target": ("handle", self._handle, name)}))
+
+    def __call__(self, *args, **kwargs):
+        return call_remote(self._worker, ("handle", self._handle, None), args, kwargs)
+
+    def __repr__(self) -> str:
+        return f"<student {self._type_name}>"
+
+
+class StudentProxy:
+    """The student's module, seen from the trusted process."""
+
+    def __init__(self, worker: WorkerProcess, module: str, seed: int = 0):
+        self._worker, self._module, self._seed = worker, module, seed
+        self._calls = 0
+
+    def __getattr__(self, name: str):
+        if name.startswith("__"):
+            raise AttributeError(name)
+        return RemoteFunction(self, name)
+
+    def __repr__(self) -> str:
+        return f"<student {self._module}>"
+
+
+class RemoteFunction:
+    def __init__(self, proxy: StudentProxy, name: str):
+        self.proxy, self.name = proxy, name
+
+    def __call__(self, *args, **kwargs):
+        proxy = self.proxy
+        proxy._calls += 1
+        target = ("module", proxy._module, self.name)
+        return call_remote(proxy._worker, target, args, kwargs, seed=proxy._seed + proxy._calls)
+
+    def __repr__(self) -> str:
+        return f"<student {self.proxy._module}.{self.name}>"
+
+
+def call_remote(worker, target, args, kwargs, seed: int = 0, return_args: bool = False):
+    message = {"op": "call", "target": target, "args": list(to_wire(args)),
+               "kwargs": to_wire(kwargs), "seed": seed, "return_args": return_args}
+    return from_wire(worker, worker.request(message))
+
+
+def triton_launches(student) -> int:
+    """How many Triton kernel launches the student's code has made so far (worker only)."""
+    if not isinstance(student, StudentProxy):
+        raise TypeError("launches are counted in the worker: use a hidden (isolated) test")
+    stats = student._worker.request({"op": "stats"})
+    return int(stats["triton_launches"])
+
+
+def call_and_inspect_inputs(student, name: str, *args):
+    """Call student.<name>(*args); return (result, args as they are after the call).
+
+    In-process the arguments are the caller's own objects; across the process
+    boundary the worker sends back its copies, so in-place changes show either way.
+    """
+    if not isinstance(student, StudentProxy):
+        return getattr(student, name)(*args), args
+    student._calls += 1
+    reply = call_remote(student._worker, ("module", student._module, name), args, {},
+                        seed=student._seed + student._calls, return_args=True)
+    if type(reply) is not dict or set(reply) != {"result", "args"}:
+        raise StudentCrash("the worker sent a malformed reply")
+    return reply["result"], tuple(reply["args"])
+
+
+def to_wire(value):
+    if isinstance(value, RemoteObject):
+        return {"__handle__": value._handle}
+    if type(value) in (list, tuple):
+        return type(value)(to_wire(v) for v in value)
+    if type(value) is dict:
+        return {k: to_wire(v) for k, v in value.items()}
+    return value
+
+
+def from_wire(worker, value):
+    if type(value) is dict and "__handle__" in value:
+        return RemoteObject(worker, value["__handle__"], value.get("type", "object"))
+    if type(value) in (list, tuple):
+        return type(value)(from_wire(worker, v) for v in value)
+    if type(value) is dict:
+        return {k: from_wire(worker, v) for k, v in value.items()}
+    return value

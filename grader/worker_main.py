@@ -1,0 +1,214 @@
+"""The worker: the only process that ever runs student code.
+
+This file is self-contained (standard library and torch only) because it is
+copied into the worker's scratch directory and run from there with
+`python -I worker_main.py`; it must not import the grader, the hidden tests
+or the reference solutions, and cannot (they are not on its sys.path).
+
+Wire protocol, the one place it is described
+--------------------------------------------
+Both directions carry *frames*: an 8-byte little-endian length, then a
+payload written by `torch.save` and read back with
+`torch.load(weights_only=True)`, so only plain data can cross: tensors,
+dtypes, devices, sizes, numbers, strings, None, and lists/tuples/dicts of
+those. Any other object stays in the worker and crosses as a *handle*
+`{"__handle__": id, "type": "ClassName"}` that later requests can name.
+
+Requests (trusted -> worker), one dict each:
+    {"op": "load",    "module": name}                         import the student module
+    {"op": "call",    "target": T, "args": [...], "kwargs": {...}, "seed": int,
+                      "return_args": bool}   # True: reply {"result": ..., "args": [...]}
+    {"op": "getattr", "target": T}
+    {"op": "release", "handle": id}
+    {"op": "stats"}                        -> {"triton_launches": int}
+where T is ("module", module_name, attribute) or ("handle", id, attribute or None).
+Replies (worker -> trusted):
+    {"ok": True,  "value": plain data}
+    {"ok": False, "error": {"type": "ValueError", "message": "...", "traceback": "..."}}
+The worker writes {"ok": True, "value": "ready"} once, before any request.
+"""
+
+from __future__ import annotations
+
+import builtins
+import importlib
+import io
+import os
+import struct
+import sys
+import traceback
+
+HEADER = struct.Struct("<Q")
+MAX_FRAME_BYTES = 1 << 31
+PLAIN_SCALARS = (int, float, bool, str, bytes, type(None))
+
+
+# ---------------------------------------------------------------- framing --
+def write_frame(fd: int, message: object) -> None:
+    import torch
+
+    buffer = io.BytesIO()
+    torch.save(message, buffer)
+    payload = buffer.getvalue()
+    data = HEADER.pack(len(payload)) + payload
+    view = memoryview(data)
+    while view:
+        written = os.write(fd, view)
+        view = view[written:]
+
+
+def read_exactly(fd: int, n: int) -> bytes:
+    chunks, remaining = [], n
+    while remaining:
+        chunk = os.read(fd, min(remaining, 1 << 20))
+        if not chunk:
+            raise EOFError("the other end closed the channel")
+        chunks.append(chunk)
+        remaining -= len(chunk)
+    return b"".join(chunks)
+
+
+def decode_frame(payload: bytes) -> object:
+    import torch
+
+    return torch.load(io.BytesIO(payload), weights_only=True, map_location=None)
+
+
+def read_frame(fd: int) -> object:
+    (length,) = HEADER.unpack(read_exactly(fd, HEADER.size))
+    if length > MAX_FRAME_BYTES:
+        raise ValueError(f"frame of {length} bytes is too large")
+    return decode_frame(read_exactly(fd, length))
+
+
+# ------------------------------------------------------------ worker side --
+class Worker:
+    def __init__(self) -> None:
+        self.modules: dict[str, object] = {}
+        self.handles: dict[int, object] = {}
+        self.next_handle = 1
+        self.triton_launches = 0
+
+    # Values leaving the worker: plain data, or a handle for anything else.
+    def export(self, value: object) -> object:
+        import torch
+
+        if type(value) is torch.Tensor:
+            return value.detach()
+        if isinstance(value, torch.Tensor):
+            raise TypeError(
+                f"returned a {type(value).__name__}, a torch.Tensor subclass; return a plain tensor"
+            )
+        if type(value) in PLAIN_SCALARS or isinstance(value, (torch.dtype, torch.device)):
+            return value
+        if type(value) is torch.Size:
+            return value
+        if type(value) in (list, tuple):
+            return type(value)(self.export(v) for v in value)
+        if type(value) is dict and all(type(k) is str for k in value):
+            return {k: self.export(v) for k, v in value.items()}
+        handle = self.next_handle
+        self.next_handle += 1
+        self.handles[handle] = value
+        return {"__handle__": handle, "type": type(value).__name__}
+
+    # Values entering the worker: handles become the objects they stand for.
+    def unwrap(self, value: object) -> object:
+        if type(value) is dict and "__handle__" in value:
+            return self.handles[value["__handle__"]]
+        if type(value) in (list, tuple):
+            return type(value)(self.unwrap(v) for v in value)
+        if type(value) is dict:
+            return {k: self.unwrap(v) for k, v in value.items()}
+        return value
+
+    def resolve(self, target: tuple) -> object:
+        kind, where, attribute = target
+        owner = self.modules[where] if kind == "module" else self.handles[where]
+        return owner if attribute is None else getattr(owner, attribute)
+
+    def watch_triton_launches(self) -> None:
+        """Count kernel launches (compiled or interpreted), if the module uses Triton."""
+        if "triton" not in sys.modules:
+            return
+        from triton.runtime import interpreter, jit
+
+        worker = self
+        for cls in (jit.JITFunction, interpreter.InterpretedFunction):
+            original = cls.run
+
+            def counted(self, *args, _original=original, **kwargs):
+                worker.triton_launches += 1
+                return _original(self, *args, **kwargs)
+
+            cls.run = counted
+
+    def handle(self, request: dict) -> object:
+        op = request["op"]
+        if op == "load":
+            name = request["module"]
+            self.modules[name] = importlib.import_module(name)
+            self.watch_triton_launches()
+            return None
+        if op == "call":
+            import torch
+
+            torch.manual_seed(request.get("seed", 0))
+            function = self.resolve(request["target"])
+            args = self.unwrap(request.get("args", []))
+            kwargs = self.unwrap(request.get("kwargs", {}))
+            result = self.export(function(*args, **kwargs))
+            if request.get("return_args"):  # to check that inputs were not modified
+                return {"result": result, "args": self.export(args)}
+            return result
+        if op == "getattr":
+            return self.export(self.resolve(request["target"]))
+        if op == "stats":
+            return {"triton_launches": self.triton_launches}
+        if op == "release":
+            self.handles.pop(request["handle"], None)
+            return None
+        raise ValueError(f"unknown op {op!r}")
+
+    def serve(self, fd_in: int, fd_out: int) -> None:
+        write_frame(fd_out, {"ok": True, "value": "ready"})
+        while True:
+            try:
+                request = read_frame(fd_in)
+            except EOFError:
+                return
+            try:
+                reply = {"ok": True, "value": self.handle(request)}
+                write_frame(fd_out, reply)
+            except BaseException as error:  # noqa: BLE001 - everything is reported
+                if isinstance(error, KeyboardInterrupt):
+                    raise
+                write_frame(fd_out, {"ok": False, "error": describe_error(error)})
+
+
+def describe_error(error: BaseException) -> dict:
+    frames = traceback.format_exception(type(error), error, error.__traceback__)
+    return {
+        "type": type(error).__name__,
+        "builtin": getattr(builtins, type(error).__name__, None) is type(error),
+        "message": str(error)[:4000],
+        "traceback": "".join(frames)[-6000:],
+    }
+
+
+def main(argv: list[str]) -> None:
+    fd_in, fd_out = int(argv[1]), int(argv[2])
+    # sys.path is exactly what the trusted side allows: the scratch directory
+    # with the student's file first, then the interpreter's own libraries.
+    sys.path[:] = argv[3].split(os.pathsep)
+    # An editable install of the grader puts a finder for its repository on
+    # sys.meta_path; the worker has no business importing from there.
+    sys.meta_path[:] = [f for f in sys.meta_path if "__editable__" not in type(f).__module__
+                        and "__editable__" not in getattr(f, "__module__", "")]
+    os.set_inheritable(fd_in, False)
+    os.set_inheritable(fd_out, False)
+    Worker().serve(fd_in, fd_out)
+
+
+if __name__ == "__main__":
+    main(sys.argv)
