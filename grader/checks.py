@@ -78,7 +78,8 @@ def assert_raises(exceptions, function, *args, what: str, **kwargs) -> BaseExcep
         raise
     except Exception as error:
         names = "/".join(e.__name__ for e in _as_tuple(exceptions))
-        raise AssertionError(f"{what}: expected {names}, got {type(error).__name__}: {error}")
+        raise AssertionError(
+            f"{what}: expected {names}, got {type(error).__name__}: {error}") from None
     names = "/".join(e.__name__ for e in _as_tuple(exceptions))
     raise AssertionError(f"{what}: expected {names}, but nothing was raised")
 

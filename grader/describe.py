@@ -7,6 +7,7 @@ never a wall of tensors, never the hidden test's source.
 
 from __future__ import annotations
 
+import re
 import traceback
 
 SMALL = 12  # tensors with at most this many elements are printed in full
@@ -94,7 +95,7 @@ def _falsifying_example(error: BaseException) -> list[str]:
     """Hypothesis's minimal example, without the `student` fixture line."""
     out = []
     for note in getattr(error, "__notes__", []):
-        if not note.startswith("Falsifying example"):
+        if not note.startswith(("Falsifying example", "Failing test case")):
             continue
         body = [line for line in note.splitlines()[1:]
                 if line.strip() and not line.strip().startswith(("student=", "reference="))
@@ -111,7 +112,8 @@ def _student_frames(error: BaseException) -> str:
         starts = [i for i, line in enumerate(lines)
                   if line.lstrip().startswith('File "') and "_worker_main.py" not in line]
         tail = lines[starts[0]:] if starts else lines[-1:]
-        return "Where (your code):\n" + "\n".join(tail[-10:])
+        text = "\n".join(tail[-10:])
+        return "Where (your code):\n" + re.sub(r"/\S*/llmlab-worker-[^/]+/", "", text)
     frames = [f for f in traceback.extract_tb(error.__traceback__)
               if "/assignments/" in f.filename and "/tests/" not in f.filename]
     if not frames:

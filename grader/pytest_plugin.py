@@ -19,14 +19,16 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import re
 import sys
+from collections import Counter
 from pathlib import Path
+
+import pytest  # noqa: I001  (after hypothesis_setup: environment first)
 
 from grader import hypothesis_setup  # noqa: F401  (sets TRITON_INTERPRET, profiles)
 from grader.assignments import REPO, Assignment, assignment_of_path
 from grader.describe import plain_failure
-
-import pytest  # noqa: I001  (after hypothesis_setup: environment first)
 
 
 def pytest_addoption(parser):
@@ -107,8 +109,9 @@ class Session:
 
     # Hooks: this object is registered as a plugin, so pytest calls these.
     def pytest_collection_finish(self, session):
+        cases = Counter(_function_key(item) for item in session.items)
         for item in session.items:
-            self.write({"event": "collected", **_describe_item(item)})
+            self.write({"event": "collected", **_describe_item(item, cases[_function_key(item)])})
 
     def pytest_runtest_logreport(self, report):
         failed_outside_call = report.when != "call" and report.failed
@@ -188,12 +191,24 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(no_gpu)
 
 
-def points_of(item) -> float:
+def points_of(item, cases: int = 1) -> float:
+    """A test function's points, shared evenly by its parametrized cases."""
     marker = item.get_closest_marker("points")
-    return float(marker.args[0]) if marker else 1.0
+    return (float(marker.args[0]) if marker else 1.0) / cases
 
 
-def _describe_item(item) -> dict:
+def task_of(item) -> str | None:
+    """The module's TASK, or the task in a name like test_1_3_kernel_on_a_tile."""
+    task = getattr(item.module, "TASK", None)
+    match = re.match(r"test_(\d+)_(\d+)_", getattr(item, "originalname", item.name))
+    return task or (f"{match.group(1)}.{match.group(2)}" if match else None)
+
+
+def _function_key(item) -> tuple:
+    return (str(item.fspath), getattr(item, "originalname", item.name))
+
+
+def _describe_item(item, cases: int = 1) -> dict:
     assignment = assignment_of_path(Path(str(item.fspath)))
     public = _is_public(item.fspath)
     name = item.name if not public else f"public/{item.name}"
@@ -202,9 +217,9 @@ def _describe_item(item) -> dict:
         "nodeid": item.nodeid,
         "name": f"{assignment.name if assignment else 'other'}/{name}",
         "assignment": assignment.name if assignment else None,
-        "task": getattr(item.module, "TASK", None),
+        "task": task_of(item),
         "suite": "public" if public else "hidden",
-        "points": points_of(item),
+        "points": points_of(item, cases),
         "doc": doc[0] if doc else "",
     }
 

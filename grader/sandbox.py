@@ -20,16 +20,6 @@ PASSED_THROUGH = ("PATH", "LANG", "LC_ALL", "CUDA_VISIBLE_DEVICES", "LD_LIBRARY_
                   "TRITON_INTERPRET", "OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
 
 
-def uses_gpu() -> bool:
-    return os.environ.get("TRITON_INTERPRET") != "1" and _cuda_visible()
-
-
-def _cuda_visible() -> bool:
-    import torch
-
-    return torch.cuda.is_available()
-
-
 def worker_environment(scratch: Path) -> dict[str, str]:
     env = {name: os.environ[name] for name in PASSED_THROUGH if name in os.environ}
     env.update(
@@ -43,8 +33,21 @@ def worker_environment(scratch: Path) -> dict[str, str]:
 
 def worker_limits() -> None:
     """Runs in the child before exec: cap what student code can consume."""
+    _die_with_parent()
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
     resource.setrlimit(resource.RLIMIT_CPU, (CPU_LIMIT_S, CPU_LIMIT_S))
     resource.setrlimit(resource.RLIMIT_NOFILE, (OPEN_FILES_LIMIT, OPEN_FILES_LIMIT))
     if os.environ.get("TRITON_INTERPRET") == "1":
         resource.setrlimit(resource.RLIMIT_AS, (MEMORY_LIMIT_BYTES, MEMORY_LIMIT_BYTES))
+
+
+def _die_with_parent() -> None:
+    """Linux: SIGKILL the worker when the trusted process that started it dies."""
+    try:
+        import ctypes
+        import signal
+
+        PR_SET_PDEATHSIG = 1
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    except OSError:
+        pass

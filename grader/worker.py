@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from grader import worker_main as wire
-from grader.sandbox import worker_limits, worker_environment
+from grader.sandbox import worker_environment, worker_limits
 
 WORKER_SCRIPT = Path(wire.__file__)
 OUTPUT_TAIL_BYTES = 4000
@@ -63,6 +63,10 @@ class WorkerProcess:
     # ---------------------------------------------------------- lifecycle --
     def start(self) -> None:
         self.stop()
+        missing = [str(p) for p in self.config.scratch_files.values() if not Path(p).is_file()]
+        if missing:
+            self.import_failure = f"{missing[0]} is missing from the submission"
+            raise StudentCrash(self.import_failure)
         self.scratch = Path(tempfile.mkdtemp(prefix="llmlab-worker-"))
         for name, source in self.config.scratch_files.items():
             shutil.copyfile(source, self.scratch / name)
@@ -169,7 +173,7 @@ class WorkerProcess:
         try:
             return wire.decode_frame(self._read(length, deadline, timeout_s))
         except Exception as error:  # a forged or corrupt frame
-            raise StudentCrash(f"the worker sent data that is not plain tensors ({error})") from None
+            raise StudentCrash(f"the worker sent data that is not plain ({error})") from None
 
     def _read(self, n: int, deadline: float, timeout_s: float) -> bytes:
         chunks, remaining = [], n
@@ -221,6 +225,8 @@ class RemoteObject:
         self._worker, self._handle, self._type_name = worker, handle, type_name
 
     def __getattr__(self, name: str):
+        if name.startswith("_"):  # printers probe _repr_pretty_ and friends: not ours
+            raise AttributeError(name)
         return from_wire(self._worker, self._worker.request(
             {"op": "getattr", "target": ("handle", self._handle, name)}))
 
@@ -239,7 +245,7 @@ class StudentProxy:
         self._calls = 0
 
     def __getattr__(self, name: str):
-        if name.startswith("__"):
+        if name.startswith("_"):  # the API is public names; printers probe _repr_pretty_
             raise AttributeError(name)
         return RemoteFunction(self, name)
 

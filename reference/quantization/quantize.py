@@ -24,6 +24,7 @@ FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 KERNEL_DTYPES = (torch.float16, torch.bfloat16, torch.float32)
 
 
+### BEGIN SOLUTION
 def _check_quantizable(x: Tensor, name: str = "x") -> None:
     """Raise unless `x` is a non-empty, finite, floating tensor."""
     if not isinstance(x, Tensor):
@@ -35,6 +36,7 @@ def _check_quantizable(x: Tensor, name: str = "x") -> None:
     # fp64 values beyond float32's range would become inf in the float32 maths below.
     if not torch.isfinite(x.to(torch.float32)).all():
         raise ValueError(f"{name} has nan or inf values (or values not finite in float32)")
+### END SOLUTION
 
 
 def absmax_quantize(x: Tensor, dim: int | None = None) -> tuple[Tensor, Tensor]:
@@ -182,6 +184,19 @@ def _tile_shape(n_cols: int) -> tuple[int, int]:
     block_n = min(triton.next_power_of_2(n_cols), 8192)
     block_m = max(1, 4096 // block_n)
     return block_n, block_m
+
+def _launch_quantize_rows(x: Tensor) -> tuple[Tensor, Tensor]:
+    """Allocate the outputs and launch the kernel on a valid [M, N] tensor (no checks)."""
+    n_rows, n_cols = x.shape
+    q = torch.empty((n_rows, n_cols), dtype=torch.int8, device=x.device)
+    scale = torch.empty((n_rows, 1), dtype=torch.float32, device=x.device)
+    block_n, block_m = _tile_shape(n_cols)
+    grid = (triton.cdiv(n_rows, block_m),)
+    _quantize_rows_kernel[grid](
+        x, q, scale, n_rows, n_cols, x.stride(0), x.stride(1), q.stride(0),
+        BLOCK_M=block_m, BLOCK_N=block_n, ONE_TILE=n_cols <= block_n,
+    )
+    return q, scale
 ### END SOLUTION
 
 
@@ -210,14 +225,8 @@ def quantize_rowwise(x: Tensor) -> tuple[Tensor, Tensor]:
     if n_rows == 0 or n_cols == 0:
         raise ValueError(f"x is empty (shape {list(x.shape)})")
 
-    q = torch.empty((n_rows, n_cols), dtype=torch.int8, device=x.device)
-    scale = torch.empty((n_rows, 1), dtype=torch.float32, device=x.device)
-    block_n, block_m = _tile_shape(n_cols)
-    grid = (triton.cdiv(n_rows, block_m),)
-    _quantize_rows_kernel[grid](
-        x, q, scale, n_rows, n_cols, x.stride(0), x.stride(1), q.stride(0),
-        BLOCK_M=block_m, BLOCK_N=block_n, ONE_TILE=n_cols <= block_n,
-    )
+    q, scale = _launch_quantize_rows(x)
+    # The one host-device synchronisation: a ValueError needs the answer on the host.
     if not torch.isfinite(scale).all():
         raise ValueError("x has nan or inf values")
     return q, scale

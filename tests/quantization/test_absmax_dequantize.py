@@ -20,7 +20,7 @@ def codes_and_scales(draw):
     q = torch.randint(-127, 128, shape, generator=torch.Generator().manual_seed(seed),
                       dtype=torch.int8)
     keep = draw(st.lists(st.booleans(), min_size=len(shape), max_size=len(shape)))
-    scale_shape = tuple(s if k else 1 for s, k in zip(shape, keep))
+    scale_shape = tuple(s if k else 1 for s, k in zip(shape, keep, strict=True))
     if draw(st.booleans()):
         scale_shape = ()
     scale = draw(float_tensors(dtypes=(torch.float32, torch.float64), shape=scale_shape,

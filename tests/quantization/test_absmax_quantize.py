@@ -8,8 +8,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from grader.checks import assert_all, assert_equal, assert_raises, assert_tensor, ulp32
-from grader.worker import call_and_inspect_inputs
 from grader.strategies import FLOAT_DTYPES, float_tensors, shapes
+from grader.worker import call_and_inspect_inputs
 from tests.quantization.expect import assert_codes_match, assert_scale_matches
 
 TASK = "1.1"

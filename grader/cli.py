@@ -1,0 +1,160 @@
+"""The `grader` command line (SPEC §4). Parses arguments, calls the pipeline, exits.
+
+    grader test [NAME...]                       public tests on your working copy
+    grader grade --submission DIR | --reference [--assignment NAME]... [--suite S] [--output F]
+    grader validate [--quick]                   instructor: reference 100%, stubs 0, in sync
+    grader release OUT_DIR                      write the student repository
+    grader solutions OUT_DIR                    publish solutions/<name>/<file>
+    grader stubs                                regenerate assignments/*/<file> from reference/
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from grader.assignments import ASSIGNMENTS, REPO, get
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        return args.run(args)
+    except ValueError as error:  # bad arguments: one clear line, no traceback
+        print(f"grader: {error}", file=sys.stderr)
+        return 2
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="grader", description="LLM Systems Lab grader")
+    commands = parser.add_subparsers(required=True, metavar="COMMAND")
+
+    test = commands.add_parser("test", help="run the public tests on your working copy")
+    test.add_argument("names", nargs="*", metavar="NAME", help="assignments (default: all)")
+    test.add_argument("--reference", action="store_true", help="test reference/ instead")
+    test.set_defaults(run=_test)
+
+    grade = commands.add_parser("grade", help="grade a submission, write results.json")
+    source = grade.add_mutually_exclusive_group(required=True)
+    source.add_argument("--submission", type=Path, help="a student-shaped directory")
+    source.add_argument("--reference", action="store_true", help="grade reference/")
+    grade.add_argument("--assignment", action="append", default=[], metavar="NAME")
+    grade.add_argument("--suite", choices=["public", "hidden", "all"], default="all")
+    grade.add_argument("--output", type=Path, default=Path("results.json"))
+    grade.add_argument("--budget", type=float, default=900.0,
+                       help="seconds per assignment before unfinished tests fail (default 900)")
+    grade.add_argument("-v", "--verbose", action="store_true", help="show pytest's output")
+    grade.set_defaults(run=_grade)
+
+    validate = commands.add_parser("validate", help="instructor consistency check")
+    validate.add_argument("--quick", action="store_true", help="sync and import checks only")
+    validate.add_argument("--assignment", action="append", default=[], metavar="NAME")
+    validate.set_defaults(run=_validate)
+
+    release = commands.add_parser("release", help="write the student repository")
+    release.add_argument("out", type=Path, metavar="OUT_DIR")
+    release.add_argument("--assignment", action="append", default=[], metavar="NAME")
+    release.set_defaults(run=_release)
+
+    solutions = commands.add_parser("solutions", help="publish the solutions")
+    solutions.add_argument("out", type=Path, metavar="OUT_DIR")
+    solutions.add_argument("--assignment", action="append", default=[], metavar="NAME")
+    solutions.set_defaults(run=_solutions)
+
+    stubs = commands.add_parser("stubs", help="regenerate the stubs from reference/")
+    stubs.set_defaults(run=_stubs)
+    return parser
+
+
+def _assignments(names: list[str]):
+    return [get(n) for n in names] if names else list(ASSIGNMENTS.values())
+
+
+def _test(args) -> int:
+    from grader.grading import GradeOptions, grade
+    from grader.submission import stage_reference, stage_submission
+
+    assignments = _assignments(args.names)
+    staged = stage_reference(assignments) if args.reference else \
+        stage_submission(REPO, assignments)
+    options = GradeOptions(assignments, suite="public", output=None, profile="dev",
+                           isolate=False)
+    try:
+        report = grade(staged, options, log=lambda m: None)
+    finally:
+        staged.cleanup()
+    print(report.text_summary())
+    failures = report.failures_text()
+    if failures:
+        print("\nFailing tests (the first line says which property; fix the first one first):")
+        print(failures)
+    return 0 if report.score == report.max_score and report.max_score > 0 else 1
+
+
+def _grade(args) -> int:
+    from grader.grading import GradeOptions, grade, stage
+
+    if args.submission is not None and not args.submission.is_dir():
+        raise ValueError(f"--submission {args.submission} is not a directory")
+    assignments = _assignments(args.assignment)
+    staged = stage(None if args.reference else args.submission.resolve(), assignments)
+    options = GradeOptions(assignments, suite=args.suite, output=args.output.resolve(),
+                           budget_s=args.budget, verbose=args.verbose)
+    try:
+        report = grade(staged, options, log=lambda m: print(m, file=sys.stderr))
+    finally:
+        staged.cleanup()
+    print(report.text_summary())
+    failures = report.failures_text(limit=10)
+    if failures:
+        print("\n" + failures)
+    summary = os.environ.get("GITHUB_STEP_SUMMARY")
+    if summary:
+        with open(summary, "a") as f:
+            f.write(report.markdown())
+    print(f"\nresults written to {args.output}")
+    return 3 if report.ungradable else 0
+
+
+def _validate(args) -> int:
+    from grader.validate import validate
+
+    problems = validate(_assignments(args.assignment), quick=args.quick,
+                        log=lambda m: print(m, file=sys.stderr))
+    for problem in problems:
+        print(f"PROBLEM: {problem}")
+    print("valid" if not problems else f"{len(problems)} problem(s)")
+    return 1 if problems else 0
+
+
+def _release(args) -> int:
+    from grader.release import release
+
+    if args.out.resolve() == REPO or REPO in args.out.resolve().parents:
+        raise ValueError("OUT_DIR must be outside the instructor repository")
+    log = release(args.out, _assignments(args.assignment))
+    print(log.summary())
+    print(f"student repository written to {args.out}: `git init` it as a fresh history")
+    return 0
+
+
+def _solutions(args) -> int:
+    from grader.release import solutions
+
+    log = solutions(args.out, _assignments(args.assignment))
+    print(log.summary())
+    return 0
+
+
+def _stubs(args) -> int:
+    from grader.release import write_stubs
+
+    for path in write_stubs():
+        print(f"regenerated {path.relative_to(REPO)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

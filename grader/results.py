@@ -1,0 +1,169 @@
+"""Stage 3 of grading: results.json (Gradescope's schema) and the summaries.
+
+    {"score", "max_score", "execution_time", "output", "extra_data",
+     "tests": [{"name": "<assignment>/...", "score", "max_score",
+                "status": "passed" | "failed", "output", "visibility", "number"}]}
+
+The file is rewritten atomically after every finished test, so a grading run
+that is killed part-way still leaves a valid file with what it finished.
+Tests skipped on this machine (GPU-only, missing optional packages) are listed
+in the top-level output, not as tests.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+VISIBILITY = {"public": "visible", "hidden": "after_due_date"}
+
+
+@dataclass
+class TestResult:
+    nodeid: str
+    name: str
+    assignment: str
+    task: str | None
+    suite: str
+    points: float
+    doc: str
+    status: str = "pending"      # pending, passed, failed, ungradable, skipped
+    message: str = ""
+
+    @property
+    def score(self) -> float:
+        return self.points if self.status == "passed" else 0.0
+
+    def gradescope(self) -> dict:
+        output = self.message
+        if self.status == "ungradable":
+            output = f"UNGRADABLE (the grader's or the machine's fault, not yours): {output}"
+        elif self.status == "pending":
+            output = output or "not run"
+        return {"name": self.name, "score": round(self.score, 4),
+                "max_score": round(self.points, 4),
+                "status": "passed" if self.status == "passed" else "failed",
+                "output": output, "visibility": VISIBILITY[self.suite],
+                "number": self.task or ""}
+
+
+class Report:
+    """All tests of a grading run, in collection order, updated as results arrive."""
+
+    def __init__(self, extra_data: dict, titles: dict[tuple[str, str], str] | None = None):
+        self.titles = titles or {}          # (assignment, task number) -> "1.1 absmax_quantize"
+        self.tests: dict[str, TestResult] = {}
+        self.extra_data = extra_data
+        self.notes: list[str] = []
+        self.execution_time = 0.0
+
+    # ------------------------------------------------------------ updates --
+    def record(self, record: dict) -> None:
+        if record["event"] == "collected":
+            fields = {k: record[k] for k in ("nodeid", "name", "task", "suite", "points", "doc")}
+            self.tests[record["nodeid"]] = TestResult(assignment=record["assignment"], **fields)
+        elif record["event"] == "finished" and record["nodeid"] in self.tests:
+            test = self.tests[record["nodeid"]]
+            test.status, test.message = record["status"], record["message"]
+
+    def close_assignment(self, assignment: str, status: str, message: str) -> None:
+        """Every test of `assignment` that never finished gets `status` and `message`."""
+        for test in self.tests.values():
+            if test.assignment == assignment and test.status == "pending":
+                test.status, test.message = status, message
+
+    def add_placeholder(self, assignment: str, message: str) -> None:
+        """A suite that could not even be collected still shows up as a failed line."""
+        nodeid = f"{assignment}::<suite>"
+        self.tests[nodeid] = TestResult(nodeid, f"{assignment}/(suite could not run)",
+                                        assignment, None, "hidden", 0.0, "", "ungradable",
+                                        message)
+
+    # ------------------------------------------------------------ queries --
+    def graded(self) -> list[TestResult]:
+        return [t for t in self.tests.values() if t.status != "skipped"]
+
+    @property
+    def score(self) -> float:
+        return sum(t.score for t in self.graded())
+
+    @property
+    def max_score(self) -> float:
+        return sum(t.points for t in self.graded())
+
+    @property
+    def ungradable(self) -> list[TestResult]:
+        return [t for t in self.tests.values() if t.status == "ungradable"]
+
+    def by_task(self) -> list[tuple[str, str, int, int, float, float]]:
+        """(assignment, task, passed, total, score, max) per task, in collection order."""
+        rows: dict[tuple[str, str], list] = {}
+        for t in self.graded():
+            key = (t.assignment, t.task or ("public" if t.suite == "public" else "-"))
+            row = rows.setdefault(key, [0, 0, 0.0, 0.0])
+            row[0] += t.status == "passed"
+            row[1] += 1
+            row[2] += t.score
+            row[3] += t.points
+        return [(a, task, *row) for (a, task), row in rows.items()]
+
+    # ------------------------------------------------------------- output --
+    def gradescope(self) -> dict:
+        return {"score": round(self.score, 2), "max_score": round(self.max_score, 2),
+                "execution_time": round(self.execution_time, 1),
+                "output": self.text_summary(), "extra_data": self.extra_data,
+                "tests": [t.gradescope() for t in self.graded()]}
+
+    def write(self, path: Path) -> None:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.tmp")
+        tmp.write_text(json.dumps(self.gradescope(), indent=2) + "\n")
+        os.replace(tmp, path)
+
+    def text_summary(self) -> str:
+        lines = [f"{'assignment':<16}{'task':<40}{'tests':>9}{'points':>16}"]
+        for assignment, task, passed, total, score, maximum in self.by_task():
+            title = self.titles.get((assignment, task), task)
+            lines.append(f"{assignment:<16}{title[:39]:<40}{f'{passed}/{total}':>9}"
+                         f"{f'{score:.2f}/{maximum:.2f}':>16}")
+        lines.append(f"{'total':<65}{f'{self.score:.2f}/{self.max_score:.2f}':>16}")
+        skipped = [t for t in self.tests.values() if t.status == "skipped"]
+        if skipped:
+            reasons = sorted({t.message for t in skipped})
+            lines.append(f"{len(skipped)} tests skipped on this machine: " + "; ".join(reasons))
+        if self.ungradable:
+            lines.append(f"{len(self.ungradable)} tests UNGRADABLE (grader or machine fault): "
+                         "they will be retried")
+        lines += self.notes
+        return "\n".join(lines)
+
+    def failures_text(self, limit: int = 20) -> str:
+        failed = [t for t in self.graded() if t.status not in ("passed",)]
+        blocks = []
+        for t in failed[:limit]:
+            blocks.append(f"--- {t.name} [{t.status}, {t.points:.2f} pts]\n{t.message.strip()}")
+        if len(failed) > limit:
+            blocks.append(f"... and {len(failed) - limit} more failing tests")
+        return "\n".join(blocks)
+
+    def markdown(self) -> str:
+        lines = [f"## Grade: {self.score:.2f} / {self.max_score:.2f}", "",
+                 "| assignment | task | tests passed | points |", "|---|---|---:|---:|"]
+        for assignment, task, passed, total, score, maximum in self.by_task():
+            title = self.titles.get((assignment, task), task)
+            lines.append(f"| {assignment} | {title} | {passed}/{total} "
+                         f"| {score:.2f}/{maximum:.2f} |")
+        failed = [t for t in self.graded() if t.status != "passed"]
+        if failed:
+            lines += ["", "<details><summary>Failing tests</summary>", ""]
+            for t in failed[:50]:
+                lines += [f"**{t.name}** ({t.status})", "", "```", t.message.strip()[:1500],
+                          "```", ""]
+            lines.append("</details>")
+        if self.ungradable:
+            lines += ["", f"**{len(self.ungradable)} tests were ungradable** (grader or machine "
+                          "fault); re-run the job."]
+        return "\n".join(lines) + "\n"

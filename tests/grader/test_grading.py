@@ -1,0 +1,104 @@
+"""`grader grade` end to end, as CI and instructors call it (a subprocess)."""
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from grader.assignments import REPO
+from grader.release import release
+
+MUTANT = REPO / "tests/mutants/quantization/rounds_half_away_from_zero.py"
+STATUSES = {"passed", "failed"}
+VISIBILITIES = {"hidden", "after_due_date", "after_published", "visible"}
+
+
+def grade(*args, output: Path) -> tuple[int, dict]:
+    command = [sys.executable, "-m", "grader", "grade", *map(str, args), "--output", str(output)]
+    result = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=900)
+    assert output.is_file(), f"no results file:\n{result.stdout}\n{result.stderr}"
+    return result.returncode, json.loads(output.read_text())
+
+
+def assert_gradescope_schema(results: dict, assignment: str) -> None:
+    assert {"score", "max_score", "execution_time", "output", "tests", "extra_data"} <= set(results)
+    assert results["tests"], "no tests in results"
+    for test in results["tests"]:
+        assert {"name", "score", "max_score", "status", "output", "visibility"} <= set(test)
+        assert test["name"].startswith(f"{assignment}/")
+        assert test["status"] in STATUSES and test["visibility"] in VISIBILITIES
+        assert 0 <= test["score"] <= test["max_score"]
+    total = sum(t["score"] for t in results["tests"])
+    assert results["score"] == pytest.approx(total, abs=0.01)
+    extra = results["extra_data"]
+    for key in ("grader_version", "grader_commit", "hypothesis", "device", "torch"):
+        assert key in extra
+    assert extra["hypothesis"]["derandomize"] is True
+
+
+def student_submission(tmp_path: Path, solution: Path | None) -> Path:
+    release(tmp_path)
+    if solution is not None:
+        shutil.copyfile(solution, tmp_path / "assignments/quantization/quantize.py")
+    return tmp_path
+
+
+def test_reference_gets_full_marks(tmp_path):
+    """grader grade --reference: every test passes, exit 0, a valid results.json."""
+    code, results = grade("--reference", "--assignment", "quantization",
+                          output=tmp_path / "results.json")
+    assert code == 0
+    assert_gradescope_schema(results, "quantization")
+    assert results["score"] == results["max_score"] > 0
+    assert any(t["name"].startswith("quantization/public/") for t in results["tests"])
+
+
+def test_released_stub_scores_zero_without_crashing(tmp_path):
+    """The untouched student release scores 0, with no ungradable test, exit 0."""
+    submission = student_submission(tmp_path / "student", None)
+    code, results = grade("--submission", submission, output=tmp_path / "results.json")
+    assert code == 0
+    assert_gradescope_schema(results, "quantization")
+    assert results["score"] == 0 and results["max_score"] > 0
+    assert not any("UNGRADABLE" in t["output"] for t in results["tests"])
+    assert all("NotImplementedError" in t["output"] for t in results["tests"])
+
+
+def test_two_grading_runs_give_identical_results(tmp_path):
+    """Same submission, same results.json, apart from the timings."""
+    submission = student_submission(tmp_path / "student", MUTANT)
+    runs = []
+    for i in range(2):
+        code, results = grade("--submission", submission, "--suite", "hidden",
+                              output=tmp_path / f"results{i}.json")
+        assert code == 0
+        results.pop("execution_time")
+        runs.append(results)
+    assert 0 < runs[0]["score"] < runs[0]["max_score"]
+    assert runs[0] == runs[1]
+
+
+def test_failure_feedback_is_plain_words_not_a_wall_of_tensors(tmp_path):
+    """A failed property names itself, the smallest input, and no test source."""
+    submission = student_submission(tmp_path / "student", MUTANT)
+    _, results = grade("--submission", submission, "--suite", "hidden",
+                       output=tmp_path / "results.json")
+    failed = [t for t in results["tests"] if t["status"] == "failed"]
+    assert failed
+    for test in failed:
+        assert test["output"].startswith("Property: ")
+        assert "tensor([" not in test["output"]
+        assert "def test_" not in test["output"] and "assert_" not in test["output"]
+    assert any("Smallest failing input" in t["output"] for t in failed)
+
+
+def test_missing_student_file_scores_zero_and_says_so(tmp_path):
+    """A submission without the student's file is graded (0), not a grader crash."""
+    (tmp_path / "empty").mkdir()
+    code, results = grade("--submission", tmp_path / "empty", "--suite", "hidden",
+                          output=tmp_path / "results.json")
+    assert code == 0 and results["score"] == 0
+    assert all("missing from the submission" in t["output"] for t in results["tests"])

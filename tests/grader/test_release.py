@@ -1,0 +1,87 @@
+"""Release, stubs and solutions: the student gets a fresh tree, never loses work."""
+
+import ast
+
+import pytest
+
+from grader.assignments import ASSIGNMENTS, REPO
+from grader.release import (
+    BEGIN,
+    make_stub,
+    out_of_sync,
+    release,
+    solutions,
+    strip_markers,
+)
+
+
+def signatures(source: str) -> dict[str, str]:
+    """Every function's and class's name -> its signature line and docstring."""
+    found = {}
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, (ast.FunctionDef, ast.ClassDef)) and not node.name.startswith("_"):
+            args = ast.unparse(node.args) if isinstance(node, ast.FunctionDef) else ""
+            found[node.name] = (args, ast.get_docstring(node))
+    return found
+
+
+def test_released_stubs_are_in_sync_with_the_reference():
+    """assignments/<name>/<file> is exactly what nbgrader makes from reference/."""
+    assert out_of_sync() == []
+
+
+@pytest.mark.parametrize("name", sorted(ASSIGNMENTS))
+def test_stubs_keep_every_public_signature_and_docstring(name):
+    """A stub keeps the API and its documentation; only solution regions go."""
+    assignment = ASSIGNMENTS[name]
+    reference = assignment.reference_path().read_text()
+    stub = make_stub(reference, assignment)
+    assert BEGIN not in stub and "raise NotImplementedError(\"Task " in stub
+    assert signatures(stub) == signatures(reference)
+
+
+def test_stub_regions_name_their_task():
+    """Each cleared region tells the student which task it is and where to read."""
+    assignment = ASSIGNMENTS["quantization"]
+    stub = make_stub(assignment.reference_path().read_text(), assignment)
+    assert 'raise NotImplementedError("Task 1.1: implement absmax_quantize (see README.md)")' \
+        in stub
+    assert "Task 1.3: implement quantize_rowwise" in stub
+
+
+def test_release_writes_a_student_tree_without_secrets(tmp_path):
+    """No reference solutions, no hidden tests, no instructor workflow, no history."""
+    release(tmp_path)
+    assert (tmp_path / "assignments/quantization/quantize.py").is_file()
+    assert (tmp_path / "assignments/quantization/tests").is_dir()
+    assert (tmp_path / "grader/cli.py").is_file()
+    assert (tmp_path / ".github/workflows/autograde.yml").is_file()
+    for secret in ("reference", "tests", ".git", ".github/workflows/instructor.yml", ".ci"):
+        assert not (tmp_path / secret).exists(), f"{secret} must not be released"
+    released = "\n".join(p.read_text(errors="ignore") for p in tmp_path.rglob("*.py"))
+    assert BEGIN not in released
+
+
+def test_release_never_overwrites_a_students_file(tmp_path):
+    """Re-releasing into a student's repository keeps their work, updates course files."""
+    release(tmp_path)
+    work = tmp_path / "assignments/quantization/quantize.py"
+    work.write_text("# my solution\n")
+    handout = tmp_path / "assignments/quantization/README.md"
+    handout.write_text("stale handout")
+    log = release(tmp_path)
+    assert work.read_text() == "# my solution\n"
+    assert "assignments/quantization/quantize.py" in log.kept
+    assert handout.read_bytes() == (REPO / "assignments/quantization/README.md").read_bytes()
+
+
+def test_solutions_are_published_beside_the_students_files(tmp_path):
+    """solutions/<name>/<file> without markers; the student's own file is not touched."""
+    release(tmp_path)
+    work = tmp_path / "assignments/quantization/quantize.py"
+    work.write_text("# my attempt\n")
+    solutions(tmp_path)
+    published = tmp_path / "solutions/quantization/quantize.py"
+    reference = ASSIGNMENTS["quantization"].reference_path().read_text()
+    assert published.read_text() == strip_markers(reference)
+    assert work.read_text() == "# my attempt\n"

@@ -1,0 +1,153 @@
+"""The worker seam: student code runs elsewhere, and whatever it does, the
+trusted side gets plain data or a clear, typed failure."""
+
+import textwrap
+
+import pytest
+import torch
+
+from grader.worker import (
+    GraderFault,
+    StudentCrash,
+    StudentError,
+    StudentProxy,
+    WorkerConfig,
+    WorkerProcess,
+)
+
+
+def make_student(tmp_path, source: str, timeout_s: float = 20.0):
+    path = tmp_path / "student_module.py"
+    path.write_text(textwrap.dedent(source))
+    worker = WorkerProcess(WorkerConfig(scratch_files={"student_module.py": path},
+                                        module="student_module", call_timeout_s=timeout_s))
+    return worker, StudentProxy(worker, "student_module")
+
+
+@pytest.fixture
+def student_factory(tmp_path):
+    workers = []
+
+    def factory(source, **kwargs):
+        worker, proxy = make_student(tmp_path, source, **kwargs)
+        workers.append(worker)
+        return proxy
+
+    yield factory
+    for worker in workers:
+        worker.stop()
+
+
+def test_tensors_and_plain_values_cross_the_boundary(student_factory):
+    student = student_factory("""
+        import torch
+        def double(x, factor=2):
+            return x * factor, {"shape": tuple(x.shape), "dtype": x.dtype}
+    """)
+    result, info = student.double(torch.arange(6).reshape(2, 3), factor=3)
+    assert type(result) is torch.Tensor and result.tolist() == [[0, 3, 6], [9, 12, 15]]
+    assert info == {"shape": (2, 3), "dtype": torch.int64}
+
+
+def test_builtin_exceptions_keep_their_type_and_message(student_factory):
+    student = student_factory("""
+        def check(x):
+            raise ValueError("x must be positive")
+    """)
+    with pytest.raises(ValueError, match="x must be positive") as info:
+        student.check(1)
+    assert "student_module.py" in info.value.student_traceback
+
+
+def test_other_exceptions_become_student_errors(student_factory):
+    student = student_factory("""
+        class Oops(ValueError):
+            pass
+        def f():
+            raise Oops("custom")
+    """)
+    with pytest.raises(StudentError, match="Oops: custom"):
+        student.f()
+
+
+def test_a_crash_at_import_is_reported_and_not_retried(student_factory):
+    student = student_factory("raise RuntimeError('broken on purpose')\n")
+    with pytest.raises(StudentCrash, match="crashed at import: RuntimeError: broken on purpose"):
+        student.anything()
+    with pytest.raises(StudentCrash, match="crashed at import"):
+        student.anything()
+    assert student._worker.starts == 1
+
+
+def test_exiting_at_import_is_a_crash_not_a_pass(student_factory):
+    student = student_factory("import os\nos._exit(0)\n")
+    with pytest.raises(StudentCrash, match="exited with code 0 while importing"):
+        student.f()
+
+
+def test_a_hanging_call_times_out_and_the_worker_restarts(student_factory):
+    student = student_factory("""
+        def hang():
+            while True:
+                pass
+        def ok():
+            return 1
+    """, timeout_s=1.0)
+    with pytest.raises(StudentCrash, match="timed out after 1 s"):
+        student.hang()
+    assert student.ok() == 1
+    assert student._worker.starts == 2
+
+
+def test_a_tensor_subclass_is_refused(student_factory):
+    student = student_factory("""
+        import torch
+        class Liar(torch.Tensor):
+            def __eq__(self, other):
+                return True
+        def f():
+            return torch.zeros(2).as_subclass(Liar)
+    """)
+    with pytest.raises(TypeError, match="subclass"):
+        student.f()
+
+
+def test_objects_stay_in_the_worker_behind_handles(student_factory):
+    student = student_factory("""
+        class Counter:
+            def __init__(self, start):
+                self.count = start
+            def add(self, n):
+                self.count += n
+                return self.count
+    """)
+    counter = student.Counter(5)
+    assert counter.add(2) == 7
+    assert counter.count == 7
+    assert "Counter" in repr(counter)
+
+
+def test_the_worker_cannot_import_the_grader_or_reference(student_factory):
+    student = student_factory("""
+        import importlib, os
+        def probe():
+            found = {}
+            for name in ("grader", "reference", "tests"):
+                try:
+                    importlib.import_module(name)
+                    found[name] = True
+                except ImportError:
+                    found[name] = False
+            return found, sorted(os.environ)
+    """)
+    found, environment = student.probe()
+    assert found == {"grader": False, "reference": False, "tests": False}
+    assert "HOME" in environment and not any("SECRET" in k or "TOKEN" in k for k in environment)
+
+
+def test_a_worker_that_cannot_start_is_the_graders_fault(tmp_path, monkeypatch):
+    worker, student = make_student(tmp_path, "def f():\n    return 1\n")
+    monkeypatch.setattr("grader.worker.WORKER_SCRIPT", tmp_path / "student_module.py")
+    with pytest.raises(GraderFault):
+        student.f()
+    worker.stop()
