@@ -64,8 +64,10 @@ def main() -> int:
                 try:
                     compiled(x)
                     t_compile = triton.testing.do_bench(lambda: compiled(x))
-                except Exception:  # noqa: BLE001
-                    pass
+                except Exception as error:  # noqa: BLE001
+                    print(f"torch.compile unavailable: {type(error).__name__}: "
+                          f"{str(error)[:200]}")
+                    compiled = None
             y = torch.empty_like(x)
             t_copy = triton.testing.do_bench(lambda: y.copy_(x))
             copy_moved = 2 * x.numel() * x.element_size()

@@ -174,6 +174,14 @@ def reference(request):
     return sys.modules[name]
 
 
+@pytest.fixture
+def kernel_device() -> str:
+    """Where Triton kernels run: "cuda" on a GPU machine, else "cpu" (the interpreter)."""
+    from grader.strategies import KERNEL_DEVICE
+
+    return KERNEL_DEVICE
+
+
 @pytest.fixture(autouse=True)
 def _seeded():
     import torch

@@ -17,6 +17,8 @@ import torch
 from hypothesis import strategies as st
 
 FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
+# Compiled Triton kernels need CUDA tensors; the interpreter takes CPU tensors.
+KERNEL_DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 
 # Exponents e with 2^e, 2^(e+1) comfortably normal in the dtype (SPEC §3.1 draws
 # |x| from [2^-100, 2^100]; fp16's normal range is only [2^-14, 2^16)).
@@ -42,10 +44,11 @@ def shapes(draw, min_dims=1, max_dims=3, min_side=1, max_side=8, distinct=True):
 
 @st.composite
 def float_tensors(draw, dtypes=FLOAT_DTYPES, shape=None, layouts=LAYOUTS, zeros=True,
-                  max_spread=24):
+                  max_spread=24, device="cpu"):
     """A floating tensor: drawn dtype, shape and layout; values ±m·2^e, some zeros.
 
     `shape`: a tuple, or a strategy for one (default: shapes()).
+    `device`: where the tensor lives (KERNEL_DEVICE for tests of Triton kernels).
     """
     dtype = draw(st.sampled_from(dtypes))
     size = shape if isinstance(shape, tuple) else draw(shape if shape is not None else shapes())
@@ -63,7 +66,7 @@ def float_tensors(draw, dtypes=FLOAT_DTYPES, shape=None, layouts=LAYOUTS, zeros=
         seed = draw(st.integers(0, 2**31 - 1))
         tensor = _seeded_values(size, e_lo, e_hi, zeros, seed).to(dtype)
     layout = draw(st.sampled_from(layouts if tensor.dim() >= 1 else ("contiguous",)))
-    return with_layout(tensor, layout)
+    return with_layout(tensor.to(device), layout)
 
 
 def _elements(e_lo: int, e_hi: int, zeros: bool):

@@ -13,6 +13,8 @@ Triton's interpreter (TRITON_INTERPRET=1, set for you by the test setup).
 
 from __future__ import annotations
 
+import os
+
 import torch
 import triton
 import triton.language as tl

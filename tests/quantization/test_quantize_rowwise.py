@@ -11,24 +11,27 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from grader.checks import assert_raises, assert_tensor
-from grader.strategies import float_tensors, matrices, matrix_shapes
+from grader.strategies import KERNEL_DEVICE, float_tensors, matrices, matrix_shapes
 from grader.worker import triton_launches
 from tests.quantization.expect import assert_codes_match, assert_scale_matches
 
 TASK = "1.3"
 points = pytest.mark.points
 KERNEL_DTYPES = (torch.float16, torch.bfloat16, torch.float32)
+ON_DEVICE = dict(device=KERNEL_DEVICE)  # CUDA tensors on a GPU machine, else CPU (interpreter)
 
 
 def assert_matches_rowwise_reference(student, reference, x):
     q, scale = student.quantize_rowwise(x)
+    assert_tensor(q, device=x.device, what="q")
+    assert_tensor(scale, device=x.device, what="scale")
     q_ref, scale_ref = reference.absmax_quantize(x, dim=1)
     assert_scale_matches(scale, scale_ref, x)
     assert_codes_match(q, q_ref, x, dim=1)
 
 
 @points(3)
-@given(x=matrices(dtypes=KERNEL_DTYPES))
+@given(x=matrices(dtypes=KERNEL_DTYPES, **ON_DEVICE))
 def test_kernel_equals_per_row_absmax_quantize(student, reference, x):
     """quantize_rowwise(x) == absmax_quantize(x, dim=1) for any small matrix and layout."""
     assert_matches_rowwise_reference(student, reference, x)
@@ -36,7 +39,7 @@ def test_kernel_equals_per_row_absmax_quantize(student, reference, x):
 
 @points(2)
 @given(x=float_tensors(dtypes=KERNEL_DTYPES, layouts=("contiguous", "transposed"),
-                       shape=matrix_shapes(max_rows=3, max_cols=5000, min_cols=65)))
+                       shape=matrix_shapes(max_rows=3, max_cols=5000, min_cols=65), **ON_DEVICE))
 def test_rows_longer_than_a_tile_and_not_a_multiple_of_it(student, reference, x):
     """Rows of 65..5000 columns (tails, several column tiles) are quantized completely."""
     assert_matches_rowwise_reference(student, reference, x)
@@ -48,15 +51,16 @@ def test_column_counts_around_powers_of_two(student, reference, n_cols):
     """N = 2^k - 1, 2^k, 2^k + 1: the places where tile loops lose a column."""
     x = torch.randn(3, n_cols, generator=torch.Generator().manual_seed(n_cols)) * 10
     x[1, -1] = 1000.0  # the last column holds the row's maximum
+    x = x.to(KERNEL_DEVICE)
     assert_matches_rowwise_reference(student, reference, x)
 
 
 @points(2)
-@given(x=matrices(dtypes=KERNEL_DTYPES, max_rows=5, max_cols=12),
+@given(x=matrices(dtypes=KERNEL_DTYPES, max_rows=5, max_cols=12, **ON_DEVICE),
        start=st.integers(0, 3), step=st.integers(1, 3))
 def test_row_and_column_strides_are_respected(student, reference, x, start, step):
     """A column slice x[:, a::s] of a wider matrix: row stride != N, column stride != 1."""
-    wide = torch.zeros(x.shape[0], start + step * x.shape[1], dtype=x.dtype)
+    wide = torch.zeros(x.shape[0], start + step * x.shape[1], dtype=x.dtype, device=x.device)
     wide[:, start::step] = x
     view = wide[:, start::step]
     assert_matches_rowwise_reference(student, reference, view)
@@ -70,11 +74,12 @@ def test_all_zero_rows_give_zero_codes_and_zero_scale(student, reference, shape,
     """A row of zeros gets q = 0 and scale exactly 0, other rows are unaffected."""
     x = torch.randn(shape).to(dtype)
     x[zero_row % shape[0]] = 0
+    x = x.to(KERNEL_DEVICE)
     assert_matches_rowwise_reference(student, reference, x)
 
 
 @points(1)
-@given(x=matrices(dtypes=KERNEL_DTYPES, max_rows=4, max_cols=6))
+@given(x=matrices(dtypes=KERNEL_DTYPES, max_rows=4, max_cols=6, **ON_DEVICE))
 def test_output_shapes_dtypes_and_layout(student, x):
     """q is int8 [M, N]; scale is float32 [M, 1]."""
     q, scale = student.quantize_rowwise(x)
@@ -86,7 +91,7 @@ def test_output_shapes_dtypes_and_layout(student, x):
 def test_a_triton_kernel_is_launched(student):
     """quantize_rowwise launches a @triton.jit kernel (not only torch operations)."""
     before = triton_launches(student)
-    student.quantize_rowwise(torch.randn(4, 7))
+    student.quantize_rowwise(torch.randn(4, 7, device=KERNEL_DEVICE))
     assert triton_launches(student) > before, "quantize_rowwise launched no Triton kernel"
 
 
@@ -95,7 +100,7 @@ def test_a_triton_kernel_is_launched(student):
                          ids=["nan", "inf", "-inf"])
 def test_non_finite_input_raises_value_error(student, bad):
     """nan or ±inf anywhere in x raises ValueError."""
-    x = torch.ones(3, 40)
+    x = torch.ones(3, 40, device=KERNEL_DEVICE)
     x[2, 37] = bad
     assert_raises(ValueError, student.quantize_rowwise, x, what=f"x containing {bad}")
 
@@ -107,7 +112,7 @@ def test_unsupported_input_raises_value_error(student, case):
     x = {"fp64": torch.ones(2, 3, dtype=torch.float64),
          "int32": torch.ones(2, 3, dtype=torch.int32),
          "1-D": torch.ones(5), "3-D": torch.ones(2, 3, 4),
-         "0 rows": torch.ones(0, 3), "0 columns": torch.ones(3, 0)}[case]
+         "0 rows": torch.ones(0, 3), "0 columns": torch.ones(3, 0)}[case].to(KERNEL_DEVICE)
     assert_raises(ValueError, student.quantize_rowwise, x, what=f"x: {case}")
 
 

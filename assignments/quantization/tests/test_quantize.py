@@ -109,11 +109,11 @@ def test_1_2_codes_that_are_not_int8_raise_value_error(student):
 
 # ----------------------------------------- Task 1.3 quantize_rowwise (Triton) --
 @points(2)
-def test_1_3_small_matrix_equals_per_row_quantization(student):
+def test_1_3_small_matrix_equals_per_row_quantization(student, kernel_device):
     """quantize_rowwise(x) == absmax_quantize(x, dim=1) on a 3x5 matrix with a zero row."""
     x = torch.tensor([[1.0, -2.0, 4.0, 0.5, -4.0],
                       [0.0, 0.0, 0.0, 0.0, 0.0],
-                      [0.25, -0.125, 0.5, 0.0625, -0.375]])
+                      [0.25, -0.125, 0.5, 0.0625, -0.375]], device=kernel_device)
     q, scale = student.quantize_rowwise(x)
     assert_codes(q, [[32, -64, 127, 16, -127],
                      [0, 0, 0, 0, 0],
@@ -122,11 +122,11 @@ def test_1_3_small_matrix_equals_per_row_quantization(student):
 
 
 @points(2)
-def test_1_3_transposed_view_uses_its_strides(student):
+def test_1_3_transposed_view_uses_its_strides(student, kernel_device):
     """A transposed view (rows not contiguous in memory) is quantized row by row."""
     x = torch.tensor([[2.0, -8.0, 0.25, 3.0],
                       [-1.0, 4.0, -0.75, 3.0],
-                      [0.5, 1.0, 1.5, 3.0]]).t()
+                      [0.5, 1.0, 1.5, 3.0]], device=kernel_device).t()
     assert x.stride() == (1, 4)
     q, scale = student.quantize_rowwise(x)
     assert_codes(q, [[127, -64, 32],
@@ -139,13 +139,14 @@ def test_1_3_transposed_view_uses_its_strides(student):
 @points(2)
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16],
                          ids=["fp32", "fp16", "bf16"])
-def test_1_3_rows_longer_than_a_tile(student, dtype):
+def test_1_3_rows_longer_than_a_tile(student, kernel_device, dtype):
     """Rows of 1000 columns (longer than a typical tile, not a multiple of it) are done fully."""
     j = torch.arange(1000)
     row0 = ((j % 255) - 127) * 0.5         # absmax 63.5, so the codes are (j % 255) - 127
     row1 = (j % 11) * 2.0 - 10.0           # codes (j % 11) - 5 once absmax is 254 ...
     row1[-1] = 254.0                       # ... which only the last column holds
-    q, scale = student.quantize_rowwise(torch.stack([row0, row1]).to(dtype))
+    x = torch.stack([row0, row1]).to(device=kernel_device, dtype=dtype)
+    q, scale = student.quantize_rowwise(x)
     expected1 = ((j % 11) - 5).tolist()
     expected1[-1] = 127
     assert_codes(q, [((j % 255) - 127).tolist(), expected1])

@@ -181,6 +181,19 @@ def _tile_shape(n_cols: int) -> tuple[int, int]:
     block_m = max(1, 4096 // block_n)
     return block_n, block_m
 
+def _launch_quantize_rows(x: Tensor) -> tuple[Tensor, Tensor]:
+    """Allocate the outputs and launch the kernel on a valid [M, N] tensor (no checks)."""
+    n_rows, n_cols = x.shape
+    q = torch.empty((n_rows, n_cols), dtype=torch.int8, device=x.device)
+    scale = torch.empty((n_rows, 1), dtype=torch.float32, device=x.device)
+    block_n, block_m = _tile_shape(n_cols)
+    grid = (triton.cdiv(n_rows, block_m),)
+    _quantize_rows_kernel[grid](
+        x, q, scale, n_rows, n_cols, x.stride(0), x.stride(1), q.stride(0),
+        BLOCK_M=block_m, BLOCK_N=block_n, ONE_TILE=n_cols <= block_n,
+    )
+    return q, scale
+
 
 def quantize_rowwise(x: Tensor) -> tuple[Tensor, Tensor]:
     """Row-wise absmax int8 quantization of a 2-D tensor, by a Triton kernel.
@@ -206,14 +219,8 @@ def quantize_rowwise(x: Tensor) -> tuple[Tensor, Tensor]:
     if n_rows == 0 or n_cols == 0:
         raise ValueError(f"x is empty (shape {list(x.shape)})")
 
-    q = torch.empty((n_rows, n_cols), dtype=torch.int8, device=x.device)
-    scale = torch.empty((n_rows, 1), dtype=torch.float32, device=x.device)
-    block_n, block_m = _tile_shape(n_cols)
-    grid = (triton.cdiv(n_rows, block_m),)
-    _quantize_rows_kernel[grid](
-        x, q, scale, n_rows, n_cols, x.stride(0), x.stride(1), q.stride(0),
-        BLOCK_M=block_m, BLOCK_N=block_n, ONE_TILE=n_cols <= block_n,
-    )
+    q, scale = _launch_quantize_rows(x)
+    # The one host-device synchronisation: a ValueError needs the answer on the host.
     if not torch.isfinite(scale).all():
         raise ValueError("x has nan or inf values")
     return q, scale
