@@ -28,6 +28,7 @@ def load_reference():
     path = REPO / "reference" / "quantization" / "quantize.py"
     spec = importlib.util.spec_from_file_location("reference_quantize", path)
     module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # torch.compile re-imports the module it traces
     spec.loader.exec_module(module)
     return module
 
