@@ -72,6 +72,8 @@ def plain_failure(error: BaseException, item=None) -> str:
     """The message a student reads for a failed test."""
     from grader.worker import GraderFault, StudentCrash
 
+    while getattr(error, "exceptions", None):  # hypothesis's Flaky groups: the first cause
+        error = error.exceptions[0]
     lines = []
     doc = (getattr(getattr(item, "function", None), "__doc__", None) or "").strip()
     if doc:

@@ -62,11 +62,13 @@ class WorkerProcess:
 
     # ---------------------------------------------------------- lifecycle --
     def start(self) -> None:
+        """Start the worker and import the student's module; failures are recorded in
+        start_failure (the grader's fault) or import_failure (the submission's)."""
         self.stop()
         missing = [str(p) for p in self.config.scratch_files.values() if not Path(p).is_file()]
         if missing:
             self.import_failure = f"{missing[0]} is missing from the submission"
-            raise StudentCrash(self.import_failure)
+            return
         self.scratch = Path(tempfile.mkdtemp(prefix="llmlab-worker-"))
         for name, source in self.config.scratch_files.items():
             shutil.copyfile(source, self.scratch / name)
@@ -89,25 +91,44 @@ class WorkerProcess:
         try:
             hello = self._receive(self.config.import_timeout_s)
         except StudentCrash as crash:
+            hello = f"nothing ({crash})"
+        if hello != {"ok": True, "value": "ready"}:
             output = self.output_tail()[-1500:]
             self.stop()
-            self.start_failure = f"the worker process could not start: {crash}\n{output}"
-            raise GraderFault(self.start_failure) from None
-        if hello != {"ok": True, "value": "ready"}:
-            raise GraderFault(f"the worker process sent {hello!r} instead of 'ready'")
-        reply = self._exchange({"op": "load", "module": self.config.module},
-                               self.config.import_timeout_s, during="importing your module")
+            self.start_failure = f"the worker process could not start: got {hello}\n{output}"
+            return
+        try:
+            reply = self._exchange({"op": "load", "module": self.config.module},
+                                   self.config.import_timeout_s, during="importing your module")
+        except StudentCrash as crash:  # exited, hung or garbled while importing
+            self.import_failure = f"your module crashed at import: {crash}"
+            return
         if not reply["ok"]:
             error = reply["error"]
             self.import_failure = (f"your module crashed at import: {error['type']}: "
                                    f"{error['message']}")
+            self.stop()
+
+    def _raise_if_broken(self) -> None:
+        """Start and import failures are deterministic: every later call fails the same way
+        (and from this one place, so hypothesis sees one consistent failure)."""
+        if self.start_failure:
+            raise GraderFault(self.start_failure)
+        if self.import_failure:
             raise StudentCrash(self.import_failure)
 
     def _sys_path(self) -> list[str]:
         """The scratch dir, then the interpreter's libraries, never the grader's repo."""
-        repo = str(Path(__file__).resolve().parents[1])
-        libraries = [p for p in sys.path if p and Path(p).is_absolute()
-                     and not Path(p).resolve().is_relative_to(repo)]
+        repo = Path(__file__).resolve().parents[1]
+        interpreter = [Path(sys.prefix).resolve(), Path(sys.base_prefix).resolve()]
+
+        def allowed(entry: str) -> bool:
+            path = Path(entry).resolve()
+            if any(path.is_relative_to(root) for root in interpreter):
+                return True  # the interpreter's own libraries, even in a .venv inside the repo
+            return not path.is_relative_to(repo)
+
+        libraries = [p for p in sys.path if p and Path(p).is_absolute() and allowed(p)]
         return [str(self.scratch), *dict.fromkeys(libraries)]
 
     def stop(self) -> None:
@@ -137,12 +158,9 @@ class WorkerProcess:
     # ------------------------------------------------------------ requests --
     def request(self, message: dict) -> object:
         """Send one request; return its value or raise what the student raised."""
-        if self.start_failure:
-            raise GraderFault(self.start_failure)
-        if self.import_failure:
-            raise StudentCrash(self.import_failure)
-        if self.process is None:
+        if self.process is None and not (self.start_failure or self.import_failure):
             self.start()
+        self._raise_if_broken()
         reply = self._exchange(message, self.config.call_timeout_s, during="running your code")
         if reply["ok"]:
             return reply["value"]

@@ -10,6 +10,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+import torch
 
 from grader.assignments import ASSIGNMENTS, REPO
 from grader.runner import run_suite
@@ -37,9 +38,16 @@ def grade_hidden(mutant: Path, tmp_path: Path) -> dict[str, str]:
     return outcomes
 
 
+def gpu_only(mutant: Path) -> bool:
+    """A bug only compiled kernels show (e.g. approximate division) says so in its docstring."""
+    return "Caught on: GPU only" in mutant.read_text()
+
+
 @pytest.mark.parametrize("mutant", MUTANTS, ids=lambda p: f"{p.parent.name}/{p.stem}")
 def test_hidden_suite_catches_the_wrong_solution(mutant, tmp_path):
     """Grading the mutant fails at least one hidden test, and for a real reason."""
+    if gpu_only(mutant) and not torch.cuda.is_available():
+        pytest.skip("a GPU-only bug: the interpreter cannot show it; checked on GPU runners")
     outcomes = grade_hidden(mutant, tmp_path)
     assert "ungradable" not in outcomes.values(), f"ungradable while grading {mutant.name}"
     bug = (mutant.read_text().split('"""')[1].strip().splitlines() or ["?"])[0]
@@ -48,8 +56,8 @@ def test_hidden_suite_catches_the_wrong_solution(mutant, tmp_path):
 
 @pytest.mark.parametrize("name", sorted(ASSIGNMENTS))
 def test_catalogue_has_enough_documented_wrong_solutions(name):
-    """At least ten wrong solutions per assignment, each naming its bug in a docstring."""
-    mutants = [p for p in MUTANTS if p.parent.name == name]
+    """At least ten wrong solutions per assignment that a CPU catches, each documented."""
+    mutants = [p for p in MUTANTS if p.parent.name == name and not gpu_only(p)]
     assert len(mutants) >= MINIMUM_PER_ASSIGNMENT, f"{name}: only {len(mutants)} mutants"
     for mutant in mutants:
         text = mutant.read_text()

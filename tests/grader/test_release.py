@@ -58,8 +58,8 @@ def test_release_writes_a_student_tree_without_secrets(tmp_path):
     assert (tmp_path / ".github/workflows/autograde.yml").is_file()
     for secret in ("reference", "tests", ".git", ".github/workflows/instructor.yml", ".ci"):
         assert not (tmp_path / secret).exists(), f"{secret} must not be released"
-    released = "\n".join(p.read_text(errors="ignore") for p in tmp_path.rglob("*.py"))
-    assert BEGIN not in released
+    stubs = "\n".join(p.read_text() for p in (tmp_path / "assignments").rglob("*.py"))
+    assert BEGIN not in stubs and "raise NotImplementedError" in stubs
 
 
 def test_release_never_overwrites_a_students_file(tmp_path):

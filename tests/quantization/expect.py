@@ -13,18 +13,20 @@ from grader.checks import assert_all, assert_tensor, ulp32
 from grader.tolerances import QUANT_TIE_ULPS, SCALE_ULPS
 
 
-def exact_v(x: torch.Tensor, dim: int | None) -> torch.Tensor:
-    """v = 127 * x / absmax in float64 from x's float32 values (0 where absmax is 0)."""
+def spec_v(x: torch.Tensor, dim: int | None) -> torch.Tensor:
+    """v = fl32(fl32(127 * x) / absmax), the specification's own float32 value
+    (0 where absmax is 0). torch's float32 * and / are correctly rounded IEEE."""
     x32 = x.to(torch.float32)
     absmax = x32.abs().amax() if dim is None else x32.abs().amax(dim=dim, keepdim=True)
-    v = x32.double() * 127 / absmax.double()
+    v = (x32 * 127) / absmax
     return torch.where(absmax > 0, v, 0.0)
 
 
 def assert_codes_match(q, q_ref, x, dim, what="q") -> None:
-    """q equals the reference codes, except a neighbour where v is a near-tie."""
+    """q equals the reference codes, except a neighbour where v is a near-tie:
+    within QUANT_TIE_ULPS float32 ulps of n + 0.5 but not on it (SPEC §3.1)."""
     assert_tensor(q, dtype=torch.int8, shape=q_ref.shape, what=what)
-    v = exact_v(x, dim)
+    v = spec_v(x, dim).to(q_ref.device).double()
     distance_to_half = (v - (v.floor() + 0.5)).abs()
     near_tie = (distance_to_half <= QUANT_TIE_ULPS * ulp32(v)) & (distance_to_half > 0)
     differ = q.to(torch.int16) - q_ref.to(torch.int16)

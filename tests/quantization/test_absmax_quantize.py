@@ -208,6 +208,20 @@ def test_exact_ties_round_half_to_even(student, n, e, neighbours):
 
 
 @points(1)
+@given(mantissas=st.lists(st.integers(1024, 2047), min_size=1, max_size=6),
+       e=st.integers(-30, 30))
+def test_half_of_the_absmax_is_a_tie_rounded_to_64(student, mantissas, e):
+    """x = ±absmax/2 gives v = 63.5 exactly in float32, so the code is ±64 (even),
+    whatever absmax is (not only absmax = 127·2^k, where 127/absmax is exact)."""
+    for m in mantissas:
+        a = m * 2.0**e  # 11-bit mantissa: 127·a/2 is exact in float32
+        x = torch.tensor([a, a / 2, -a / 2], dtype=torch.float32)
+        q, _ = student.absmax_quantize(x)
+        assert_equal(q, torch.tensor([127, 64, -64], dtype=torch.int8), "codes of ±absmax/2",
+                     x=x)
+
+
+@points(1)
 @given(x=float_tensors())
 def test_input_is_not_modified(student, x):
     """absmax_quantize leaves its input unchanged."""

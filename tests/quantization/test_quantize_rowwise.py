@@ -46,7 +46,7 @@ def test_rows_longer_than_a_tile_and_not_a_multiple_of_it(student, reference, x)
 
 
 @points(1)
-@pytest.mark.parametrize("n_cols", [1, 127, 128, 129, 1023, 1025, 4097, 8193])
+@pytest.mark.parametrize("n_cols", [1, 127, 128, 129, 1023, 1025, 4097, 8193, 16385])
 def test_column_counts_around_powers_of_two(student, reference, n_cols):
     """N = 2^k - 1, 2^k, 2^k + 1: the places where tile loops lose a column."""
     x = torch.randn(3, n_cols, generator=torch.Generator().manual_seed(n_cols)) * 10
@@ -76,6 +76,29 @@ def test_all_zero_rows_give_zero_codes_and_zero_scale(student, reference, shape,
     x[zero_row % shape[0]] = 0
     x = x.to(KERNEL_DEVICE)
     assert_matches_rowwise_reference(student, reference, x)
+
+
+@points(1)
+@given(mantissas=st.lists(st.integers(1024, 2047), min_size=1, max_size=5),
+       e=st.integers(-14, 4), n_cols=st.integers(3, 40))
+def test_half_of_the_absmax_is_a_tie_rounded_to_64(student, reference, mantissas, e, n_cols):
+    """Rows [a, ±a/2, ...] have v = 63.5 exactly: the kernel rounds it to ±64 (even),
+    for any a, so it must divide as IEEE does, not multiply by a rounded 127/a."""
+    a = torch.tensor(mantissas, dtype=torch.float32) * 2.0**e
+    x = torch.zeros(len(mantissas), n_cols)
+    x[:, 0], x[:, 1::2], x[:, 2::2] = a, (a / 2)[:, None], (-a / 2)[:, None]
+    for dtype in KERNEL_DTYPES:  # 11-bit mantissas and small exponents: exact in fp16 too
+        assert_matches_rowwise_reference(student, reference, x.to(KERNEL_DEVICE, dtype))
+
+
+@points(1)
+@given(halves=st.lists(st.integers(-127, 126), min_size=1, max_size=30), e=st.integers(-8, 0))
+def test_exact_ties_round_half_to_even(student, reference, halves, e):
+    """A row [127·s, (n + 0.5)·s, ...] has exact ties v = n + 0.5: each goes to the even n."""
+    step = 2.0**e
+    row = torch.tensor([127.0] + [n + 0.5 for n in halves]) * step
+    for dtype in KERNEL_DTYPES:
+        assert_matches_rowwise_reference(student, reference, row[None, :].to(KERNEL_DEVICE, dtype))
 
 
 @points(1)
