@@ -73,18 +73,20 @@ def _assignments(names: list[str]):
 
 
 def _test(args) -> int:
+    """In-process, on the files themselves (not a staged copy): tracebacks point at
+    the student's own file, and plain `pytest --pdb` works the same way."""
     from grader.grading import GradeOptions, grade
-    from grader.submission import stage_reference, stage_submission
+    from grader.submission import Staged, stage_reference
 
     assignments = _assignments(args.names)
-    staged = stage_reference(assignments) if args.reference else \
-        stage_submission(REPO, assignments)
+    staged = stage_reference(assignments) if args.reference else Staged(REPO, "working copy")
     options = GradeOptions(assignments, suite="public", output=None, profile="dev",
                            isolate=False)
     try:
         report = grade(staged, options, log=lambda m: None)
     finally:
-        staged.cleanup()
+        if args.reference:
+            staged.cleanup()
     print(report.text_summary())
     failures = report.failures_text()
     if failures:
