@@ -158,7 +158,9 @@ def student(request):
     if _is_public(request.node.fspath) and not session.isolate:
         return session.in_process_module(assignment)
     seed = sum(map(ord, request.node.nodeid)) % (2**31)
-    return StudentProxy(session.worker(assignment), assignment.module, seed=seed)
+    worker = session.worker(assignment)
+    worker.new_test()
+    return StudentProxy(worker, assignment.module, seed=seed)
 
 
 @pytest.fixture

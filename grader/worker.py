@@ -58,6 +58,7 @@ class WorkerProcess:
         self.scratch: Path | None = None
         self.import_failure: str | None = None  # deterministic: remembered, not retried
         self.start_failure: str | None = None
+        self.poisoned: str | None = None         # a crash earlier in the current test
         self.starts = 0
 
     # ---------------------------------------------------------- lifecycle --
@@ -157,14 +158,30 @@ class WorkerProcess:
 
     # ------------------------------------------------------------ requests --
     def request(self, message: dict) -> object:
-        """Send one request; return its value or raise what the student raised."""
-        if self.process is None and not (self.start_failure or self.import_failure):
-            self.start()
-        self._raise_if_broken()
-        reply = self._exchange(message, self.config.call_timeout_s, during="running your code")
-        if reply["ok"]:
-            return reply["value"]
-        raise rebuild_exception(reply["error"])
+        """Send one request; return its value or raise what the student raised.
+
+        After a crash or timeout the rest of the current test fails at once, the
+        same way (a hang must not cost a timeout per hypothesis example); the
+        next test (new_test) gets a fresh worker.
+        """
+        if self.poisoned is None:
+            if self.process is None and not (self.start_failure or self.import_failure):
+                self.start()
+            self._raise_if_broken()
+            try:
+                reply = self._exchange(message, self.config.call_timeout_s,
+                                       during="running your code")
+            except StudentCrash as crash:
+                self.poisoned = str(crash)
+            else:
+                if reply["ok"]:
+                    return reply["value"]
+                raise rebuild_exception(reply["error"])
+        raise StudentCrash(self.poisoned)
+
+    def new_test(self) -> None:
+        """A new test starts: forget the previous test's crash."""
+        self.poisoned = None
 
     def _exchange(self, message: dict, timeout_s: float, during: str) -> dict:
         try:

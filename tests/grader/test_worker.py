@@ -95,6 +95,9 @@ def test_a_hanging_call_times_out_and_the_worker_restarts(student_factory):
     """, timeout_s=1.0)
     with pytest.raises(StudentCrash, match="timed out after 1 s"):
         student.hang()
+    with pytest.raises(StudentCrash, match="timed out after 1 s"):
+        student.ok()  # the rest of this test fails fast, without another timeout
+    student._worker.new_test()
     assert student.ok() == 1
     assert student._worker.starts == 2
 
