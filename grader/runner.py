@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from grader.assignments import REPO, Assignment
+from grader.sandbox import die_with_parent
 
 POLL_S = 0.5
 
@@ -60,7 +61,7 @@ def run_suite(assignment: Assignment, paths: list[Path], *, submission: Path | N
         with open(console, "wb") as out:
             process = subprocess.Popen(command, cwd=REPO, stdout=out, stderr=subprocess.STDOUT,
                                        stdin=subprocess.DEVNULL, env=env,
-                                       start_new_session=True)
+                                       start_new_session=True, preexec_fn=die_with_parent)
             exit_code = _follow(process, log, on_record, start + budget_s)
         return SuiteRun(exit_code, console.read_text(errors="replace"),
                         time.monotonic() - start)

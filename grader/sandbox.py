@@ -33,7 +33,7 @@ def worker_environment(scratch: Path) -> dict[str, str]:
 
 def worker_limits() -> None:
     """Runs in the child before exec: cap what student code can consume."""
-    _die_with_parent()
+    die_with_parent()
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
     resource.setrlimit(resource.RLIMIT_CPU, (CPU_LIMIT_S, CPU_LIMIT_S))
     resource.setrlimit(resource.RLIMIT_NOFILE, (OPEN_FILES_LIMIT, OPEN_FILES_LIMIT))
@@ -41,7 +41,7 @@ def worker_limits() -> None:
         resource.setrlimit(resource.RLIMIT_AS, (MEMORY_LIMIT_BYTES, MEMORY_LIMIT_BYTES))
 
 
-def _die_with_parent() -> None:
+def die_with_parent() -> None:
     """Linux: SIGKILL the worker when the trusted process that started it dies."""
     try:
         import ctypes

@@ -1,9 +1,12 @@
 """`grader grade` end to end, as CI and instructors call it (a subprocess)."""
 
 import json
+import os
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -16,9 +19,10 @@ STATUSES = {"passed", "failed"}
 VISIBILITIES = {"hidden", "after_due_date", "after_published", "visible"}
 
 
-def grade(*args, output: Path) -> tuple[int, dict]:
+def grade(*args, output: Path, env: dict | None = None) -> tuple[int, dict]:
     command = [sys.executable, "-m", "grader", "grade", *map(str, args), "--output", str(output)]
-    result = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=900)
+    result = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=900,
+                            env={**os.environ, **(env or {})})
     assert output.is_file(), f"no results file:\n{result.stdout}\n{result.stderr}"
     return result.returncode, json.loads(output.read_text())
 
@@ -47,13 +51,19 @@ def student_submission(tmp_path: Path, solution: Path | None) -> Path:
 
 
 def test_reference_gets_full_marks(tmp_path):
-    """grader grade --reference: every test passes, exit 0, a valid results.json."""
+    """grader grade --reference: every test passes, exit 0, a valid results.json,
+    and a markdown summary where GitHub Actions asks for one."""
+    summary = tmp_path / "summary.md"
     code, results = grade("--reference", "--assignment", "quantization",
-                          output=tmp_path / "results.json")
+                          output=tmp_path / "results.json",
+                          env={"GITHUB_STEP_SUMMARY": str(summary)})
     assert code == 0
     assert_gradescope_schema(results, "quantization")
     assert results["score"] == results["max_score"] > 0
     assert any(t["name"].startswith("quantization/public/") for t in results["tests"])
+    markdown = summary.read_text()
+    assert markdown.startswith(f"## Grade: {results['score']:.2f} / {results['max_score']:.2f}")
+    assert "| quantization | 1.3 quantize_rowwise (Triton kernel) |" in markdown
 
 
 def test_released_stub_scores_zero_without_crashing(tmp_path):
@@ -102,3 +112,32 @@ def test_missing_student_file_scores_zero_and_says_so(tmp_path):
                           output=tmp_path / "results.json")
     assert code == 0 and results["score"] == 0
     assert all("missing from the submission" in t["output"] for t in results["tests"])
+
+
+def test_a_grading_run_killed_part_way_leaves_a_valid_results_file(tmp_path):
+    """results.json is rewritten after every test: killing the grader loses nothing finished."""
+    submission = student_submission(tmp_path / "student", None)
+    source = (REPO / "reference/quantization/quantize.py").read_text()
+    hanging = source.replace("    q, scale = _launch_quantize_rows(x)\n",
+                             "    while True:\n        pass\n")
+    assert hanging != source
+    (submission / "assignments/quantization/quantize.py").write_text(hanging)
+    output = tmp_path / "results.json"
+    command = [sys.executable, "-m", "grader", "grade", "--submission", str(submission),
+               "--suite", "hidden", "--output", str(output)]
+    process = subprocess.Popen(command, cwd=REPO, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline:
+            time.sleep(1)
+            if output.is_file() and sum(t["status"] == "passed" for t in
+                                        json.loads(output.read_text())["tests"]) >= 10:
+                break
+    finally:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+    results = json.loads(output.read_text())
+    assert_gradescope_schema(results, "quantization")
+    assert sum(t["status"] == "passed" for t in results["tests"]) >= 10
+    assert 0 < results["score"] < results["max_score"]
