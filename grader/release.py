@@ -12,7 +12,6 @@ assignment is written only where it does not exist yet.
 from __future__ import annotations
 
 import re
-import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -203,7 +202,3 @@ def solutions(out: Path, assignments=None) -> WriteLog:
     owned = {relative for relative in files if (Path(out) / relative).exists()}
     return write_tree(Path(out), files, owned)
 
-
-def clean_release_dir(out: Path) -> None:
-    """Only for tests: remove a release directory."""
-    shutil.rmtree(out, ignore_errors=True)

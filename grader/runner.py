@@ -55,7 +55,7 @@ def run_suite(assignment: Assignment, paths: list[Path], *, submission: Path | N
         command += ["--submission", str(submission)] if submission else ["--reference"]
         if isolate:
             command.append("--isolate")
-        env = dict(os.environ, HYPOTHESIS_PROFILE=profile, LLMLAB_GRADING="1",
+        env = dict(os.environ, HYPOTHESIS_PROFILE=profile,
                    PYTHONDONTWRITEBYTECODE="1")
         start = time.monotonic()
         with open(console, "wb") as out:
