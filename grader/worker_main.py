@@ -21,7 +21,10 @@ Requests (trusted -> worker), one dict each:
     {"op": "getattr", "target": T}
     {"op": "release", "handle": id}
     {"op": "stats"}                        -> {"triton_launches": int}
-where T is ("module", module_name, attribute) or ("handle", id, attribute or None).
+where T is ("module", module_name, attribute), ("handle", id, attribute or None) or
+("probe", module_name, (source, function_name)): a trusted driver function (grader/probes.py)
+defined from its source in a namespace of torch, nn, F, math and dist, called with the
+student's module as its first argument.
 Replies (worker -> trusted):
     {"ok": True,  "value": plain data}
     {"ok": False, "error": {"type": "ValueError", "message": "...", "traceback": "..."}}
@@ -31,12 +34,14 @@ The worker writes {"ok": True, "value": "ready"} once, before any request.
 from __future__ import annotations
 
 import builtins
+import functools
 import importlib
 import io
 import os
 import struct
 import sys
 import traceback
+from collections import OrderedDict
 
 HEADER = struct.Struct("<Q")
 MAX_FRAME_BYTES = 1 << 31
@@ -88,13 +93,14 @@ class Worker:
         self.handles: dict[int, object] = {}
         self.next_handle = 1
         self.triton_launches = 0
+        self.probes: dict[str, object] = {}
 
     # Values leaving the worker: plain data, or a handle for anything else.
     def export(self, value: object) -> object:
         import torch
 
-        if type(value) is torch.Tensor:
-            return value.detach()
+        if type(value) in (torch.Tensor, torch.nn.Parameter):
+            return value.detach()  # a plain torch.Tensor either way
         if isinstance(value, torch.Tensor):
             raise TypeError(
                 f"returned a {type(value).__name__}, a torch.Tensor subclass; return a plain tensor"
@@ -105,7 +111,7 @@ class Worker:
             return value
         if type(value) in (list, tuple):
             return type(value)(self.export(v) for v in value)
-        if type(value) is dict and all(type(k) is str for k in value):
+        if type(value) in (dict, OrderedDict) and all(type(k) is str for k in value):
             return {k: self.export(v) for k, v in value.items()}
         handle = self.next_handle
         self.next_handle += 1
@@ -124,8 +130,15 @@ class Worker:
 
     def resolve(self, target: tuple) -> object:
         kind, where, attribute = target
+        if kind == "probe":
+            return functools.partial(self.probe(*attribute), self.modules[where])
         owner = self.modules[where] if kind == "module" else self.handles[where]
         return owner if attribute is None else getattr(owner, attribute)
+
+    def probe(self, source: str, name: str):
+        if source not in self.probes:
+            self.probes[source] = define_probe(source, name)
+        return self.probes[source]
 
     def watch_triton_launches(self) -> None:
         """Count kernel launches (compiled or interpreted), if the module uses Triton."""
@@ -184,6 +197,25 @@ class Worker:
                 if isinstance(error, KeyboardInterrupt):
                     raise
                 write_frame(fd_out, {"ok": False, "error": describe_error(error)})
+
+
+def probe_namespace() -> dict:
+    """Everything a probe may name besides its arguments (grader/probes.py)."""
+    import math
+
+    import torch
+    import torch.distributed as dist
+    import torch.nn as nn
+    import torch.nn.functional as F
+
+    return {"torch": torch, "nn": nn, "F": F, "math": math, "dist": dist,
+            "__builtins__": builtins}
+
+
+def define_probe(source: str, name: str):
+    scope = probe_namespace()
+    exec(compile(source, f"<probe {name}>", "exec"), scope)  # trusted source
+    return scope[name]
 
 
 def describe_error(error: BaseException) -> dict:
