@@ -90,6 +90,10 @@ def plain_failure(error: BaseException, item=None) -> str:
         if where:
             lines.append(where)
     lines += _falsifying_example(error)
+    printed = getattr(error, "student_output", "").strip()
+    if printed:
+        lines.append("Your code printed (the end of it, as is):")
+        lines += ["  | " + line for line in printed.splitlines()[-20:]]
     return "\n".join(lines)
 
 

@@ -10,6 +10,7 @@ being plain data: replies are read with `torch.load(weights_only=True)`.
 from __future__ import annotations
 
 import builtins
+import functools
 import os
 import select
 import shutil
@@ -22,10 +23,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from grader import worker_main as wire
-from grader.sandbox import worker_environment, worker_limits
+from grader.sandbox import RESIDENT_LIMIT_BYTES, GiB, sandbox, worker_environment
 
 WORKER_SCRIPT = Path(wire.__file__)
 OUTPUT_TAIL_BYTES = 4000
+OUTPUT_SHOWN_BYTES = 1000  # of the student's own prints, shown beside a failure
+WATCH_S = 0.25   # how often a waiting call checks the worker's memory
+STRIKES = 2      # tests a function may crash or hang in before it is no longer run
 
 
 class StudentError(Exception):
@@ -46,7 +50,8 @@ class WorkerConfig:
     module: str                         # the student module to import
     call_timeout_s: float = 60.0
     import_timeout_s: float = 120.0
-    environment: dict[str, str] | None = None
+    environment: dict[str, str] | None = None       # None: sandbox.worker_environment
+    extra_environment: dict[str, str] | None = None  # added to it (e.g. GLOO_SOCKET_IFNAME)
 
 
 class WorkerProcess:
@@ -59,6 +64,9 @@ class WorkerProcess:
         self.import_failure: str | None = None  # deterministic: remembered, not retried
         self.start_failure: str | None = None
         self.poisoned: str | None = None         # a crash earlier in the current test
+        self.strikes: dict[str, tuple[int, str]] = {}  # function -> (crashes, last reason)
+        self.test_mark: tuple[int | None, int] = (None, 0)  # (pid, output offset) at test start
+        self.printed_before_stop = ""
         self.starts = 0
 
     # ---------------------------------------------------------- lifecycle --
@@ -75,18 +83,31 @@ class WorkerProcess:
             shutil.copyfile(source, self.scratch / name)
         shutil.copyfile(WORKER_SCRIPT, self.scratch / "_worker_main.py")
         self.output = open(self.scratch / "_output.txt", "w+b")
+        box = sandbox()
+        uid = box.new_uid()
+        box.prepare_scratch(self.scratch, uid)
         to_worker_r, to_worker_w = os.pipe()
         from_worker_r, from_worker_w = os.pipe()
         command = [sys.executable, "-I", str(self.scratch / "_worker_main.py"),
                    str(to_worker_r), str(from_worker_w), os.pathsep.join(self._sys_path())]
-        self.process = subprocess.Popen(
-            command, cwd=self.scratch, stdin=subprocess.DEVNULL, stdout=self.output,
-            stderr=subprocess.STDOUT, pass_fds=(to_worker_r, from_worker_w),
-            env=self.config.environment or worker_environment(self.scratch),
-            start_new_session=True, preexec_fn=worker_limits,
-        )
-        os.close(to_worker_r)
-        os.close(from_worker_w)
+        try:
+            self.process = subprocess.Popen(
+                command, cwd=self.scratch, stdin=subprocess.DEVNULL, stdout=self.output,
+                stderr=subprocess.STDOUT, pass_fds=(to_worker_r, from_worker_w),
+                env={**(self.config.environment or worker_environment(self.scratch)),
+                     **(self.config.extra_environment or {})},
+                start_new_session=True, preexec_fn=functools.partial(box.enter, uid, self.scratch),
+            )
+        except (OSError, subprocess.SubprocessError) as error:
+            for fd in (to_worker_r, to_worker_w, from_worker_r, from_worker_w):
+                os.close(fd)
+            self.output.close()
+            self.start_failure = f"the worker process could not start: {error}"
+            return
+        finally:
+            if self.process is not None:
+                os.close(to_worker_r)
+                os.close(from_worker_w)
         self.to_worker, self.from_worker = to_worker_w, from_worker_r
         self.starts += 1
         try:
@@ -134,6 +155,7 @@ class WorkerProcess:
 
     def stop(self) -> None:
         if self.process is not None:
+            self.printed_before_stop = self.printed_this_test()
             try:
                 os.killpg(self.process.pid, signal.SIGKILL)
             except (ProcessLookupError, PermissionError):
@@ -146,6 +168,17 @@ class WorkerProcess:
         if self.scratch is not None:
             shutil.rmtree(self.scratch, ignore_errors=True)
             self.scratch = None
+
+    def printed_this_test(self) -> str:
+        """What the student's code printed since the current test began (the last
+        OUTPUT_SHOWN_BYTES), including a worker that has since been stopped."""
+        if self.process is None:
+            return self.printed_before_stop
+        self.output.flush()
+        size = self.output.seek(0, os.SEEK_END)
+        mark = self.test_mark[1] if self.test_mark[0] == self.process.pid else 0
+        self.output.seek(max(mark, size - OUTPUT_SHOWN_BYTES))
+        return self.printed_before_stop + self.output.read().decode("utf-8", "replace")
 
     def output_tail(self) -> str:
         """The last few KB the student's code printed (never parsed, only shown)."""
@@ -162,8 +195,15 @@ class WorkerProcess:
 
         After a crash or timeout the rest of the current test fails at once, the
         same way (a hang must not cost a timeout per hypothesis example); the
-        next test (new_test) gets a fresh worker.
+        next test (new_test) gets a fresh worker. A function that crashed or hung
+        in STRIKES tests is not run again in this grading run: its later tests
+        fail at once, so an infinite loop costs two timeouts, not one per test.
         """
+        key = _target_name(message)
+        if self.poisoned is None and self.strikes.get(key, (0, ""))[0] >= STRIKES:
+            count, reason = self.strikes[key]
+            raise StudentCrash(f"not run again: {key} crashed or timed out in {count} earlier "
+                               f"tests (last time: {reason})")
         if self.poisoned is None:
             if self.process is None and not (self.start_failure or self.import_failure):
                 self.start()
@@ -173,15 +213,25 @@ class WorkerProcess:
                                        during="running your code")
             except StudentCrash as crash:
                 self.poisoned = str(crash)
+                count = self.strikes.get(key, (0, ""))[0] + 1
+                self.strikes[key] = (count, self.poisoned)
             else:
                 if reply["ok"]:
                     return reply["value"]
-                raise rebuild_exception(reply["error"])
-        raise StudentCrash(self.poisoned)
+                raise self._with_output(rebuild_exception(reply["error"]))
+        raise self._with_output(StudentCrash(self.poisoned))
+
+    def _with_output(self, error: Exception) -> Exception:
+        error.student_output = self.printed_this_test()[-OUTPUT_SHOWN_BYTES:]
+        return error
 
     def new_test(self) -> None:
         """A new test starts: forget the previous test's crash."""
         self.poisoned = None
+        self.printed_before_stop = ""
+        if self.process is not None:
+            self.output.flush()
+            self.test_mark = (self.process.pid, self.output.seek(0, os.SEEK_END))
 
     def _exchange(self, message: dict, timeout_s: float, during: str) -> dict:
         try:
@@ -214,9 +264,14 @@ class WorkerProcess:
         chunks, remaining = [], n
         while remaining:
             left = deadline - time.monotonic()
-            ready, _, _ = select.select([self.from_worker], [], [], max(0.0, left))
+            ready, _, _ = select.select([self.from_worker], [], [], min(WATCH_S, max(0.0, left)))
             if not ready:
-                raise StudentCrash(f"timed out after {timeout_s:g} s")
+                if time.monotonic() >= deadline:
+                    raise StudentCrash(f"timed out after {timeout_s:g} s")
+                if resident_bytes(self.process.pid) > RESIDENT_LIMIT_BYTES:
+                    raise StudentCrash(f"used more than {RESIDENT_LIMIT_BYTES / GiB:g} GiB "
+                                       "of memory")
+                continue
             chunk = os.read(self.from_worker, min(remaining, 1 << 20))
             if not chunk:
                 code = self.process.wait(timeout=5) if self.process else None
@@ -224,6 +279,23 @@ class WorkerProcess:
             chunks.append(chunk)
             remaining -= len(chunk)
         return b"".join(chunks)
+
+
+def _target_name(message: dict) -> str:
+    """The student function a request runs, for counting strikes."""
+    kind, _, attribute = message.get("target", ("", "", None))
+    if kind == "probe":
+        return f"the probe {attribute[1]}"
+    return str(attribute or "the object")
+
+
+def resident_bytes(pid: int) -> int:
+    """The worker's resident memory (0 if it is gone)."""
+    try:
+        with open(f"/proc/{pid}/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        return 0
 
 
 def describe_exit(code: int | None) -> str:

@@ -237,6 +237,10 @@ def main(argv: list[str]) -> None:
     # sys.meta_path; the worker has no business importing from there.
     sys.meta_path[:] = [f for f in sys.meta_path if "__editable__" not in type(f).__module__
                         and "__editable__" not in getattr(f, "__module__", "")]
+    # -I ignores PYTHONUNBUFFERED: flush the student's prints as they happen, so the
+    # trusted side can show them even when the worker then crashes.
+    for stream in (sys.stdout, sys.stderr):
+        stream.reconfigure(line_buffering=True, write_through=True)
     os.set_inheritable(fd_in, False)
     os.set_inheritable(fd_out, False)
     Worker().serve(fd_in, fd_out)

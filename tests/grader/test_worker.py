@@ -1,11 +1,15 @@
 """The worker seam: student code runs elsewhere, and whatever it does, the
 trusted side gets plain data or a clear, typed failure."""
 
+import os
 import textwrap
+import time
 
 import pytest
 import torch
 
+from grader.assignments import REPO
+from grader.sandbox import sandbox
 from grader.worker import (
     GraderFault,
     StudentCrash,
@@ -154,3 +158,108 @@ def test_a_worker_that_cannot_start_is_the_graders_fault(tmp_path, monkeypatch):
     with pytest.raises(GraderFault):
         student.f()
     worker.stop()
+
+
+def test_a_function_that_hung_twice_is_not_run_again(student_factory):
+    student = student_factory("""
+        def hang():
+            while True:
+                pass
+        def ok():
+            return 1
+    """, timeout_s=1.0)
+    for _ in range(2):
+        student._worker.new_test()
+        with pytest.raises(StudentCrash, match="timed out after 1 s"):
+            student.hang()
+    student._worker.new_test()
+    started = time.monotonic()
+    with pytest.raises(StudentCrash, match="not run again: hang .* 2 earlier tests"):
+        student.hang()
+    assert time.monotonic() - started < 0.5
+    assert student.ok() == 1  # other functions still run
+
+
+def test_a_memory_bomb_is_stopped_with_a_plain_message(student_factory, monkeypatch):
+    monkeypatch.setattr("grader.worker.RESIDENT_LIMIT_BYTES", 300 << 20)
+    student = student_factory("""
+        import time
+        def bomb():
+            chunks = []
+            for _ in range(40):                  # bounded: 40 x 32 MiB
+                chunks.append(bytearray(32 << 20))
+                time.sleep(0.05)
+            time.sleep(10)
+    """)
+    with pytest.raises(StudentCrash, match="used more than 0.29.* GiB of memory"):
+        student.bomb()
+
+
+needs_root_sandbox = pytest.mark.skipif(
+    not sandbox().switch_user, reason=f"the sandbox cannot switch users here "
+                                      f"({sandbox().describe()['user']})")
+
+
+@needs_root_sandbox
+def test_the_worker_runs_as_another_user_and_cannot_signal_the_grader(student_factory):
+    student = student_factory("""
+        import os, signal
+        def attack():
+            os.kill(os.getppid(), signal.SIGKILL)
+        def whoami():
+            return os.getuid()
+    """)
+    assert student.whoami() != os.getuid()
+    with pytest.raises(PermissionError):
+        student.attack()
+
+
+@pytest.mark.skipif(not sandbox().hide_files, reason="no mount namespaces here")
+def test_the_worker_cannot_read_hidden_tests_or_reference_files(student_factory):
+    student = student_factory(f"""
+        import os
+        def listing():
+            seen = {{}}
+            for name in {[n for n in ("reference", "tests", ".git") if (REPO / n).is_dir()]!r}:
+                try:
+                    seen[name] = os.listdir(os.path.join({str(REPO)!r}, name))
+                except OSError as error:
+                    seen[name] = type(error).__name__
+            return seen
+    """)
+    assert all(seen in ([], "PermissionError", "FileNotFoundError")
+               for seen in student.listing().values())
+
+
+@pytest.mark.skipif(sandbox().network_holder is None, reason="no network namespaces here")
+def test_the_worker_has_loopback_but_no_other_network(student_factory):
+    student = student_factory("""
+        import socket
+        def interfaces():
+            return sorted(name for _, name in socket.if_nameindex())
+    """)
+    assert student.interfaces() == ["lo"]
+
+
+def test_what_the_student_printed_is_shown_beside_the_failure_as_is(student_factory):
+    from grader.describe import plain_failure
+
+    student = student_factory("""
+        import os
+        def noisy():
+            print("step 1 ok")
+            print("==== 99 passed ====")
+            raise ValueError("bad shape")
+        def dies():
+            print("about to exit", flush=True)
+            os._exit(3)
+    """)
+    with pytest.raises(ValueError) as info:
+        student.noisy()
+    message = plain_failure(info.value)
+    assert "Your code printed" in message and "  | step 1 ok" in message
+    assert "  | ==== 99 passed ====" in message  # shown, labelled, never parsed
+    student._worker.new_test()
+    with pytest.raises(StudentCrash) as crash:
+        student.dies()
+    assert "about to exit" in crash.value.student_output

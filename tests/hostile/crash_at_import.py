@@ -1,0 +1,5 @@
+"""Raises at import time.
+Expect: crashed at import: RuntimeError: boom
+"""
+
+raise RuntimeError("boom")
