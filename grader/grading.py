@@ -20,6 +20,7 @@ from grader import hypothesis_setup
 from grader.assignments import ASSIGNMENTS, REPO, Assignment
 from grader.results import Report
 from grader.runner import run_suite, suite_paths
+from grader.sandbox import sandbox
 from grader.submission import Staged, stage_reference, stage_submission
 
 PYTEST_EXIT_OK = (0, 1, 5)   # all passed, some failed, nothing collected
@@ -115,6 +116,7 @@ def extra_data(staged: Staged, options: GradeOptions) -> dict:
         "triton_interpret": os.environ.get("TRITON_INTERPRET") == "1",
         "torch": torch.__version__, "triton": triton_version,
         "python": platform.python_version(),
+        "sandbox": sandbox().describe(),
     }
 
 
