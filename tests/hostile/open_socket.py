@@ -1,7 +1,7 @@
-"""Connects to a server on the grader's machine (127.0.0.1:PORT, filled in by the
-test) and to an address on the internet, and reports what it reached.
-Expect: local: ConnectionRefusedError
-Needs: root sandbox
+"""Connects to a server of the grader's machine (127.0.0.1:PORT, filled in by the
+test) and lists the network interfaces it could use to reach anything else.
+Expect: local: ConnectionRefusedError.*interfaces: .'lo'.$
+Needs: network namespace
 """
 
 import socket
@@ -19,5 +19,5 @@ def _connect(address):
 
 def absmax_quantize(x, dim=None):
     local = _connect(("127.0.0.1", PORT))
-    internet = _connect(("1.1.1.1", 53))
-    raise RuntimeError(f"local: {local}; internet: {internet}")
+    interfaces = sorted(name for _, name in socket.if_nameindex())
+    raise RuntimeError(f"local: {local}; interfaces: {interfaces}")
