@@ -1,6 +1,6 @@
 """Connects to a server of the grader's machine (127.0.0.1:PORT, filled in by the
 test) and lists the network interfaces it could use to reach anything else.
-Expect: local: ConnectionRefusedError.*interfaces: .'lo'.$
+Expect: local: ConnectionRefusedError.*interfaces: .'lo'.
 Needs: network namespace
 """
 
