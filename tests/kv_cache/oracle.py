@@ -1,0 +1,132 @@
+"""Trusted expectations for kv_cache: a float64 attention, the provided model, comparisons.
+
+Everything here runs in the trusted test process. The model file is the
+grader's own copy of assignments/kv_cache/model.py, imported under a name no
+student module can shadow; it is handed `ORACLE` (a float64 masked softmax) in
+place of a student's module.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import math
+import sys
+from types import SimpleNamespace
+
+import torch
+
+from grader.assignments import REPO
+from grader.checks import assert_all, assert_equal, assert_tensor
+from grader.tolerances import KV_ATTENTION_ATOL_SCALE, KV_LOGITS, tolerance
+
+
+# ----------------------------------------------------------------- attention --
+def naive_attention(q, k, v, sm_scale=None) -> torch.Tensor:
+    """out[b,h,i] = softmax_j(q·k_j * scale, masked to j <= Tk - Tq + i) · v, in float64.
+
+    Built differently from a typical solution: the kv head of each query head is
+    looked up in an explicit table h -> h // (H // H_kv), and the mask is the last
+    Tq rows of the Tk x Tk lower triangle.
+    """
+    q, k, v = q.double().cpu(), k.double().cpu(), v.double().cpu()
+    heads, t_q, dim = q.shape[1:]
+    kv_heads, t_k = k.shape[1], k.shape[2]
+    scale = 1.0 / math.sqrt(dim) if sm_scale is None else sm_scale
+    kv_of_head = torch.tensor([h // (heads // kv_heads) for h in range(heads)])
+    k, v = k[:, kv_of_head], v[:, kv_of_head]                        # [B, H, Tk, D]
+    visible = torch.ones(t_k, t_k, dtype=torch.bool).tril()[t_k - t_q:]   # [Tq, Tk]
+    scores = torch.einsum("bhid,bhjd->bhij", q, k) * scale
+    scores = torch.where(visible, scores, -math.inf)
+    return torch.einsum("bhij,bhjd->bhid", torch.softmax(scores, dim=-1), v)
+
+
+def assert_attention_close(got, expected64, q, v, what="attention output", **context):
+    """got has q's dtype and shape and is within tolerance of the float64 expectation.
+
+    Outputs are convex combinations of rows of v, so the absolute tolerance
+    scales with max|v| (KV_ATTENTION_ATOL_SCALE); rtol is the dtype's own.
+    """
+    assert_tensor(got, dtype=q.dtype, shape=expected64.shape, device=q.device.type, what=what)
+    tol = tolerance(q.dtype)
+    vmax = float(v.double().abs().max())
+    assert vmax > 0, "test bug: v is all zeros, any answer would pass"
+    atol = tol.atol * KV_ATTENTION_ATOL_SCALE * vmax
+    error = (got.double().cpu() - expected64).abs()
+    assert_all(error <= atol + tol.rtol * expected64.abs(),
+               f"{what} differs from the float64 masked softmax "
+               f"(rtol {tol.rtol:g}, atol {atol:.3g})",
+               got=got, expected=expected64, **context)
+
+
+# --------------------------------------------------------------------- model --
+ORACLE = SimpleNamespace(
+    causal_attention=lambda q, k, v, sm_scale=None: naive_attention(q, k, v, sm_scale).to(q.dtype),
+    KVCache=None,  # the oracle never caches: it recomputes everything, in float64
+)
+
+
+def model_module():
+    """The grader's own assignments/kv_cache/model.py, imported once under a private name."""
+    name = "llmlab_kv_cache_model"
+    if name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(
+            name, REPO / "assignments" / "kv_cache" / "model.py")
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module  # dataclasses look their module up by name
+        spec.loader.exec_module(module)
+    return sys.modules[name]
+
+
+def oracle_generation(prompt, max_new_tokens, seed):
+    """(tokens, logits) of uncached greedy generation with the float64 attention."""
+    model = model_module()
+    net = model.TinyTransformer(model.Config(), ORACLE, seed)
+    return model.generate(net, prompt, max_new_tokens, use_cache=False, return_logits=True)
+
+
+def oracle_logits(tokens, seed):
+    """Logits [B, T, vocab] of one uncached pass with the float64 attention."""
+    model = model_module()
+    with torch.no_grad():
+        return model.TinyTransformer(model.Config(), ORACLE, seed)(tokens)
+
+
+def logits_slack(logits) -> torch.Tensor:
+    """How far a correct float32 run may move each logit: KV_LOGITS's atol + rtol·|logit|."""
+    return KV_LOGITS.atol + KV_LOGITS.rtol * logits.double().abs()
+
+
+def assert_logits_close(got, expected, what, **context):
+    assert_tensor(got, dtype=expected.dtype, shape=expected.shape, what=what)
+    error = (got.double() - expected.double()).abs()
+    assert_all(error <= logits_slack(expected),
+               f"{what} (rtol {KV_LOGITS.rtol:g}, atol {KV_LOGITS.atol:g})",
+               got=got, expected=expected, **context)
+
+
+def assert_same_generation(got, expected, prompt_len, what, **context):
+    """Greedy runs agree: the same tokens wherever the expected top-2 logit margin exceeds
+    twice the logits' tolerance, and logits within tolerance up to the first such
+    near-tie that went the other way (after it the two runs continue different texts)."""
+    tokens, logits = got
+    tokens_ref, logits_ref = expected
+    assert_tensor(tokens, dtype=torch.int64, shape=tokens_ref.shape, what=f"{what} tokens")
+    assert_tensor(logits, dtype=logits_ref.dtype, shape=logits_ref.shape, what=f"{what} logits")
+    assert_equal(tokens[:, :prompt_len], tokens_ref[:, :prompt_len],
+                 f"{what}: the prompt comes back unchanged", **context)
+    for b in range(tokens.shape[0]):
+        for step in range(logits_ref.shape[1]):
+            row, row_ref = logits[b, step], logits_ref[b, step]
+            assert_logits_close(row, row_ref, f"{what}: logits of sequence {b}, new token {step}",
+                                **context)
+            position = prompt_len + step
+            token, token_ref = int(tokens[b, position]), int(tokens_ref[b, position])
+            if token == token_ref:
+                continue
+            top2 = row_ref.double().topk(2).values
+            margin = float(top2[0] - top2[1])
+            tie = 2 * float(logits_slack(top2[:1]))
+            assert margin <= tie, (
+                f"{what}: sequence {b}, new token {step} is {token}, expected {token_ref} "
+                f"(top-2 logit margin {margin:.3g} is no near-tie: > {tie:.3g})")
+            break  # a near-tie flipped: the rest continues another text
