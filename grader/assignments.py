@@ -20,7 +20,7 @@ REPO = Path(__file__).resolve().parents[1]
 class Assignment:
     name: str
     student_file: str
-    tasks: dict[str, str]                        # function or class -> "1.1"
+    tasks: dict[str, str]       # function, class or "Class.method" -> "1.1"
     titles: dict[str, str] = field(default_factory=dict)  # "1.1" -> title
     call_timeout_s: float = 60.0
 
@@ -50,7 +50,12 @@ class Assignment:
         return root / "assignments" / self.name / "README.md"
 
     def task_of(self, function: str) -> str | None:
-        return self.tasks.get(function)
+        """For "LoRALinear.merge": that entry, else "merge"'s, else "LoRALinear"'s."""
+        cls, _, method = function.rpartition(".")
+        for key in (function, method, cls):
+            if key and key in self.tasks:
+                return self.tasks[key]
+        return None
 
 
 ASSIGNMENTS: dict[str, Assignment] = {

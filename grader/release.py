@@ -75,7 +75,9 @@ def _stub_for(lines: list[str], begin: int, end: int, assignment: Assignment) ->
     handout = "README.md"  # the handout beside the student's file
     if indent == 0:
         function = _next_top_level_def(lines, end)
-        task = assignment.task_of(function) or "?"
+        task = assignment.task_of(function) if function else None
+        if task is None:
+            return f"# Helper code goes here (see {handout})."
         return f"# Task {task}: helper code for {function} goes here (see {handout})."
     function = _enclosing_def(lines, begin, indent)
     task = assignment.task_of(function) or "?"
@@ -83,19 +85,30 @@ def _stub_for(lines: list[str], begin: int, end: int, assignment: Assignment) ->
 
 
 def _enclosing_def(lines, begin, indent) -> str:
-    for line in reversed(lines[:begin]):
-        match = re.match(r"(\s*)def (\w+)", line)
+    """The function around line `begin`, qualified by its class: "LoRALinear.merge"."""
+    for i in range(begin - 1, -1, -1):
+        match = re.match(r"(\s*)def (\w+)", lines[i])
         if match and len(match.group(1)) < indent:
-            return match.group(2)
+            return _class_prefix(lines, i, len(match.group(1))) + match.group(2)
     return "this function"
 
 
-def _next_top_level_def(lines, end) -> str:
+def _class_prefix(lines, line: int, indent: int) -> str:
+    if indent == 0:
+        return ""
+    for text in reversed(lines[:line]):
+        match = re.match(r"(\s*)class (\w+)", text)
+        if match and len(match.group(1)) < indent:
+            return match.group(2) + "."
+    return ""
+
+
+def _next_top_level_def(lines, end) -> str | None:
     for line in lines[end:]:
-        match = re.match(r"def (\w+)", line)
+        match = re.match(r"(?:def|class) (\w+)", line)
         if match and not match.group(1).startswith("_"):
             return match.group(1)
-    return "this module"
+    return None
 
 
 def strip_markers(source: str) -> str:

@@ -32,6 +32,7 @@ import struct
 import subprocess
 import sys
 import tempfile
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -133,13 +134,16 @@ class Sandbox:
 
 
 _SANDBOX: Sandbox | None = None
+_DETECTING = threading.Lock()
 
 
 def sandbox() -> Sandbox:
-    """This process's sandbox, detected on first use."""
+    """This process's sandbox, detected on first use (once, even when workers of DDP ranks
+    start from several threads at a time: they must share one network namespace)."""
     global _SANDBOX
-    if _SANDBOX is None:
-        _SANDBOX = detect()
+    with _DETECTING:
+        if _SANDBOX is None:
+            _SANDBOX = detect()
     return _SANDBOX
 
 

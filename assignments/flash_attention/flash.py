@@ -89,11 +89,11 @@ class _FlashAttention(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, q: Tensor, k: Tensor, v: Tensor, causal: bool, sm_scale: float) -> Tensor:
-        raise NotImplementedError("Task 4.3: implement forward (see README.md)")
+        raise NotImplementedError("Task 4.3: implement _FlashAttention.forward (see README.md)")
 
     @staticmethod
     def backward(ctx, do: Tensor):
-        raise NotImplementedError("Task 4.3: implement backward (see README.md)")
+        raise NotImplementedError("Task 4.3: implement _FlashAttention.backward (see README.md)")
 
 
 def flash_attention(q: Tensor, k: Tensor, v: Tensor, *, causal: bool = False,

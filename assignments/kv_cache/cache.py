@@ -45,7 +45,7 @@ class KVCache:
 
     def __init__(self, batch_size: int, max_seq_len: int, n_kv_heads: int, head_dim: int,
                  *, dtype: torch.dtype = torch.float32, device: str | torch.device = "cpu"):
-        raise NotImplementedError("Task 3.1: implement __init__ (see README.md)")
+        raise NotImplementedError("Task 3.1: implement KVCache.__init__ (see README.md)")
 
     @property
     def max_seq_len(self) -> int:
@@ -71,11 +71,11 @@ class KVCache:
             ValueError: wrong shape, dtype or device; or seq_len + T_new > max_seq_len,
                         in which case the cache is left exactly as it was.
         """
-        raise NotImplementedError("Task 3.1: implement update (see README.md)")
+        raise NotImplementedError("Task 3.1: implement KVCache.update (see README.md)")
 
     def reset(self) -> None:
         """Forget every position (seq_len = 0) in O(1): keep the storage, touch no data."""
-        raise NotImplementedError("Task 3.1: implement reset (see README.md)")
+        raise NotImplementedError("Task 3.1: implement KVCache.reset (see README.md)")
 
 
 def causal_attention(q: Tensor, k: Tensor, v: Tensor, *, sm_scale: float | None = None) -> Tensor:

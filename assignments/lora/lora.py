@@ -62,7 +62,7 @@ class LoRALinear(nn.Module):
         Sets base, lora_A, lora_B, scaling, merged = False and a dropout submodule
         (call super().__init__() first, as in every nn.Module).
         """
-        raise NotImplementedError("Task 2.1: implement __init__ (see README.md)")
+        raise NotImplementedError("Task 2.1: implement LoRALinear.__init__ (see README.md)")
 
     def forward(self, x: Tensor) -> Tensor:
         """base(x) + scaling * dropout(x) @ lora_A.T @ lora_B.T; base(x) alone when merged.
@@ -70,14 +70,14 @@ class LoRALinear(nn.Module):
         x [..., d_in] -> [..., d_out]. The product goes through the rank-r
         bottleneck (x @ A.T is [..., r]); B @ A ([d_out, d_in]) is never formed.
         """
-        raise NotImplementedError("Task 2.1: implement forward (see README.md)")
+        raise NotImplementedError("Task 2.1: implement LoRALinear.forward (see README.md)")
 
     def delta_weight(self) -> Tensor:
         """The update as a weight matrix: scaling * lora_B @ lora_A, [d_out, d_in].
 
         base(x) + x @ delta_weight().T equals forward(x) without dropout.
         """
-        raise NotImplementedError("Task 2.1: implement delta_weight (see README.md)")
+        raise NotImplementedError("Task 2.1: implement LoRALinear.delta_weight (see README.md)")
 
     @torch.no_grad()
     def merge(self) -> None:
@@ -86,7 +86,7 @@ class LoRALinear(nn.Module):
         Idempotent: merging a merged layer changes nothing. Afterwards forward
         costs exactly one matmul, as the base layer alone did.
         """
-        raise NotImplementedError("Task 2.2: implement merge (see README.md)")
+        raise NotImplementedError("Task 2.2: implement LoRALinear.merge (see README.md)")
 
     @torch.no_grad()
     def unmerge(self) -> None:
@@ -94,7 +94,7 @@ class LoRALinear(nn.Module):
 
         In fp16/bf16, (W + delta) - delta is W up to rounding, not bit for bit.
         """
-        raise NotImplementedError("Task 2.2: implement unmerge (see README.md)")
+        raise NotImplementedError("Task 2.2: implement LoRALinear.unmerge (see README.md)")
 
 
 def apply_lora(model: nn.Module, target_modules: Iterable[str], r: int,

@@ -16,12 +16,19 @@ from grader.release import (
 
 
 def signatures(source: str) -> dict[str, str]:
-    """Every function's and class's name -> its signature line and docstring."""
+    """The API: public module-level functions and classes and their methods -> signature
+    and docstring (functions nested inside a solution may go with it)."""
     found = {}
-    for node in ast.walk(ast.parse(source)):
-        if isinstance(node, (ast.FunctionDef, ast.ClassDef)) and not node.name.startswith("_"):
-            args = ast.unparse(node.args) if isinstance(node, ast.FunctionDef) else ""
-            found[node.name] = (args, ast.get_docstring(node))
+
+    def visit(body, prefix=""):
+        for node in body:
+            if isinstance(node, (ast.FunctionDef, ast.ClassDef)) and not node.name.startswith("_"):
+                args = ast.unparse(node.args) if isinstance(node, ast.FunctionDef) else ""
+                found[prefix + node.name] = (args, ast.get_docstring(node))
+            if isinstance(node, ast.ClassDef):
+                visit(node.body, prefix + node.name + ".")
+
+    visit(ast.parse(source).body)
     return found
 
 
