@@ -1,0 +1,158 @@
+"""Public tests for assignment 6 (ddp): small examples you can debug.
+
+Run them with `grader test ddp` or `pytest assignments/ddp`. Distributed code
+needs several processes, so these tests start one worker process per rank
+(`ranks(2)` is a group of two) and run a *probe* -- a plain function below --
+on every rank at once, with your ddp.py passed in as `ddp`. print() inside
+your code shows up under a failing test ("--- rank 0: ..."). README.md §8
+says what the hidden tests check.
+"""
+
+import pytest
+import torch
+import torch.distributed as dist
+from torch import nn
+
+points = pytest.mark.points
+
+
+# ------------------------------------------------------------------ probes --
+# Each runs on every rank; they may use only their arguments, torch, nn, F, math, dist.
+def broadcast_a_linear(ddp):
+    """Every rank builds a Linear with its own values, then broadcasts rank 0's."""
+    rank = dist.get_rank()
+    net = nn.Linear(3, 2)
+    net.register_buffer("steps", torch.tensor([10.0 * rank]))
+    with torch.no_grad():
+        net.weight.fill_(rank + 1.0)
+        net.bias.fill_(-rank - 1.0)
+    ddp.broadcast_parameters(net)
+    return {"weight": net.weight.detach(), "bias": net.bias.detach(), "steps": net.steps}
+
+
+def scalar_model_gradient(ddp, method):
+    """y = w * x with w = 2; rank r has the sample x = 1 + 2r, target 0; loss = y^2."""
+    rank = dist.get_rank()
+    net = nn.Linear(1, 1, bias=False)
+    with torch.no_grad():
+        net.weight.fill_(2.0 if rank == 0 else 5.0)  # only rank 0's value may survive
+    x = torch.tensor([[1.0 + 2 * rank]])
+    if method == "ddp":
+        model = ddp.DDP(net)
+        (model(x) ** 2).mean().backward()
+        model.finish_gradient_synchronization()
+    else:
+        ddp.broadcast_parameters(net)
+        (net(x) ** 2).mean().backward()
+        ddp.all_reduce_gradients(net)
+    return net.weight.grad
+
+
+def unused_layer(ddp, method):
+    """Two layers; `unused` never takes part in the forward pass."""
+    torch.manual_seed(0)
+    net = nn.ModuleDict({"used": nn.Linear(2, 1), "unused": nn.Linear(2, 1)})
+    x = torch.ones(1, 2)
+    if method == "ddp":
+        model = ddp.DDP(net)
+        model.module["used"](x).sum().backward()
+        model.finish_gradient_synchronization()
+    else:
+        ddp.broadcast_parameters(net)
+        net["used"](x).sum().backward()
+        ddp.all_reduce_gradients(net)
+    return [None if p.grad is None else p.grad for p in net["unused"].parameters()]
+
+
+def sgd_steps(ddp, steps):
+    """A few SGD steps of a small MLP, each rank on its own random data."""
+    rank = dist.get_rank()
+    torch.manual_seed(rank)  # different initial weights on every rank
+    net = nn.Sequential(nn.Linear(4, 8), nn.Tanh(), nn.Linear(8, 1))
+    model = ddp.DDP(net, bucket_size_mb=0.0001)
+    opt = torch.optim.SGD(net.parameters(), lr=0.1)
+    for _ in range(steps):
+        opt.zero_grad()
+        loss = (model(torch.randn(5, 4)) ** 2).mean()
+        loss.backward()
+        model.finish_gradient_synchronization()
+        opt.step()
+    return [p.detach() for p in net.parameters()]
+
+
+def count_all_reduces(ddp):
+    """Record every dist.all_reduce during one backward + finish (bucket_size_mb=0)."""
+    events = []
+    original = dist.all_reduce
+
+    def watched(tensor, *args, **kwargs):
+        events.append([tensor.numel(), bool(kwargs.get("async_op", False))])
+        return original(tensor, *args, **kwargs)
+
+    net = nn.Sequential(nn.Linear(3, 4), nn.Linear(4, 2))
+    model = ddp.DDP(net, bucket_size_mb=0.0)
+    loss = model(torch.ones(1, 3)).sum()
+    dist.all_reduce = watched
+    try:
+        loss.backward()
+        model.finish_gradient_synchronization()
+    finally:
+        dist.all_reduce = original
+    return events
+
+
+# ---------------------------------------------------------------- Task 6.1 --
+@points(1)
+def test_6_1_every_rank_gets_rank_0s_parameters_and_buffers(ranks):
+    """After broadcast_parameters, both ranks hold rank 0's weight, bias and buffer."""
+    for rank, got in enumerate(ranks(2).run(broadcast_a_linear)):
+        assert torch.equal(got["weight"], torch.full((2, 3), 1.0)), f"rank {rank}: {got}"
+        assert torch.equal(got["bias"], torch.full((2,), -1.0)), f"rank {rank}: {got}"
+        assert torch.equal(got["steps"], torch.tensor([0.0])), f"rank {rank}: buffer {got}"
+
+
+# ---------------------------------------------------------------- Task 6.2 --
+@points(2)
+def test_6_2_worked_example_gradient_is_the_mean_over_ranks(ranks):
+    """w = 2, x = 1 on rank 0 and 3 on rank 1: grads 4 and 36 average to 20 on both ranks."""
+    for rank, grad in enumerate(ranks(2).run(scalar_model_gradient, args=("naive",))):
+        assert grad is not None and grad.tolist() == [[20.0]], f"rank {rank}: grad {grad}"
+
+
+@points(1)
+def test_6_2_unused_parameter_gets_a_zero_gradient(ranks):
+    """A parameter that got no gradient gets zeros (not None) after all_reduce_gradients."""
+    for rank, grads in enumerate(ranks(2).run(unused_layer, args=("naive",))):
+        assert all(g is not None and not g.any() for g in grads), f"rank {rank}: {grads}"
+
+
+# ---------------------------------------------------------------- Task 6.3 --
+@points(2)
+def test_6_3_ddp_worked_example(ranks):
+    """DDP broadcasts w = 2 from rank 0, and both ranks end with the averaged gradient 20."""
+    for rank, grad in enumerate(ranks(2).run(scalar_model_gradient, args=("ddp",))):
+        assert grad is not None and grad.tolist() == [[20.0]], f"rank {rank}: grad {grad}"
+
+
+@points(1)
+def test_6_3_unused_parameter_gets_a_zero_gradient(ranks):
+    """A parameter unused in the step gets a zero gradient after finishing."""
+    for rank, grads in enumerate(ranks(2).run(unused_layer, args=("ddp",))):
+        assert all(g is not None and not g.any() for g in grads), f"rank {rank}: {grads}"
+
+
+@points(2)
+def test_6_3_parameters_stay_identical_across_ranks(ranks):
+    """Ranks start from different seeds and see different data, yet stay identical."""
+    first, second = ranks(2).run(sgd_steps, args=(3,))
+    for a, b in zip(first, second, strict=True):
+        assert torch.equal(a, b), "parameters differ between rank 0 and rank 1"
+
+
+@points(2)
+def test_6_3_one_async_all_reduce_per_bucket(ranks):
+    """bucket_size_mb=0: one async all_reduce per parameter, in reverse registration order."""
+    events = ranks(2).run(count_all_reduces)[0]
+    # parameters in reverse order: bias [2], weight [2, 4], bias [4], weight [4, 3]
+    assert [n for n, _ in events] == [2, 8, 4, 12], f"all_reduce calls (numel, async): {events}"
+    assert all(is_async for _, is_async in events), f"not all async: {events}"
