@@ -74,8 +74,8 @@ class WorkerProcess:
         """Start the worker and import the student's module; failures are recorded in
         start_failure (the grader's fault) or import_failure (the submission's)."""
         self.stop()
-        missing = [str(p) for p in self.config.scratch_files.values() if not Path(p).is_file()]
-        if missing:
+        missing = [name for name, p in self.config.scratch_files.items() if not Path(p).is_file()]
+        if missing:  # the name only: a temporary path would change from run to run
             self.import_failure = f"{missing[0]} is missing from the submission"
             return
         self.scratch = Path(tempfile.mkdtemp(prefix="llmlab-worker-"))
