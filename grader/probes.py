@@ -18,7 +18,8 @@ ships its source to the worker otherwise; either way the probe is re-created
 from its source in a namespace holding only `PROBE_GLOBALS`, so it behaves the
 same in both places. Rules, checked here: a module-level function without
 decorators, closures or defaults; it may use its arguments, builtins, the
-names in PROBE_GLOBALS and functions it defines inside itself; it returns
+names in PROBE_GLOBALS, functions it defines inside itself and other probes
+of its own module (their source is shipped with it); it returns
 plain data (tensors, numbers, strings, None, lists/tuples/dicts of them).
 
 A probe runs beside the student's code, which can read it: probes drive the
@@ -42,21 +43,34 @@ PROBE_GLOBALS = ("torch", "nn", "F", "math", "dist")
 
 
 def probe_source(probe: types.FunctionType) -> str:
-    """The probe's source, after checking the rules in the module docstring."""
+    """The probe's source, after checking the rules in the module docstring, preceded by
+    the source of every helper probe it calls (module-level functions of its own module
+    that follow the same rules), so one model builder serves several probes."""
+    sources: dict[str, str] = {}
+    _collect(probe, sources)
+    helpers = [text for name, text in sources.items() if name != probe.__name__]
+    return "\n\n".join([*helpers, sources[probe.__name__]])
+
+
+def _collect(probe, sources: dict[str, str]) -> None:
     if not isinstance(probe, types.FunctionType) or probe.__name__ == "<lambda>":
         raise TypeError(f"a probe must be a def'd function, got {probe!r}")
     code = probe.__code__
     if code.co_freevars or probe.__defaults__ or probe.__kwdefaults__:
         raise TypeError(f"probe {probe.__name__} must not close over variables or have defaults")
-    allowed = set(PROBE_GLOBALS) | set(dir(builtins))
-    unknown = sorted(_global_names(code) - allowed)
-    if unknown:
-        raise TypeError(f"probe {probe.__name__} uses globals {unknown}; pass them as arguments "
-                        f"(a probe may use only {', '.join(PROBE_GLOBALS)} and builtins)")
     source = textwrap.dedent(inspect.getsource(probe))
     if not source.startswith("def "):
         raise TypeError(f"probe {probe.__name__} must be a plain def without decorators")
-    return source
+    sources[probe.__name__] = source
+    allowed = set(PROBE_GLOBALS) | set(dir(builtins))
+    for name in sorted(_global_names(code) - allowed - set(sources)):
+        helper = probe.__globals__.get(name)
+        if not (isinstance(helper, types.FunctionType)
+                and helper.__module__ == probe.__module__):
+            raise TypeError(f"probe {probe.__name__} uses the global {name!r}; pass it as an "
+                            f"argument (a probe may use only {', '.join(PROBE_GLOBALS)}, "
+                            "builtins and other probes of its module)")
+        _collect(helper, sources)
 
 
 def _global_names(code: types.CodeType) -> set[str]:

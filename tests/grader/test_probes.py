@@ -76,7 +76,7 @@ def uses_a_test_global(module):
 
 
 def test_a_probe_may_not_use_the_test_modules_globals(student):
-    with pytest.raises(TypeError, match="LIMIT"):
+    with pytest.raises(TypeError, match="'LIMIT'"):
         run_probe(student, uses_a_test_global)
 
 
@@ -88,3 +88,15 @@ def test_a_probe_may_not_close_over_variables(student):
 
     with pytest.raises(TypeError, match="close over"):
         run_probe(student, closure)
+
+
+def doubled(module, x):
+    return 2 * x
+
+
+def uses_a_helper_probe(module, x):
+    return doubled(module, x) + 1
+
+
+def test_a_probe_may_call_another_probe_of_its_module(student):
+    assert run_probe(student, uses_a_helper_probe, torch.ones(2)).tolist() == [3.0, 3.0]

@@ -113,29 +113,31 @@ def merge_sequence(lora, weight, bias, A, B, x, r, alpha, ops):
 
 
 # ------------------------------------------------------------- whole models --
+def build_model(spec, state):
+    """Helper probe: the nested model described by `spec` (models.py), with `state`."""
+    root = nn.ModuleDict()
+    for name, what, shape in spec:
+        *path, leaf = name.split(".")
+        parent = root
+        for part in path:
+            if part not in parent:
+                parent[part] = nn.ModuleDict()
+            parent = parent[part]
+        if what == "linear":
+            parent[leaf] = nn.Linear(shape[0], shape[1], bias=bool(shape[2]))
+        elif what == "layernorm":
+            parent[leaf] = nn.LayerNorm(shape[0])
+        elif what == "embedding":
+            parent[leaf] = nn.Embedding(shape[0], shape[1])
+        else:
+            parent[leaf] = nn.GELU()
+    root.load_state_dict(state)
+    return root
+
+
 def apply_report(lora, spec, state, targets, kind, r, alpha, dropout):
     """Build the nested model from `spec`, apply_lora(targets as `kind`), report on it."""
-    def build():
-        root = nn.ModuleDict()
-        for name, what, shape in spec:
-            *path, leaf = name.split(".")
-            parent = root
-            for part in path:
-                if part not in parent:
-                    parent[part] = nn.ModuleDict()
-                parent = parent[part]
-            if what == "linear":
-                parent[leaf] = nn.Linear(shape[0], shape[1], bias=bool(shape[2]))
-            elif what == "layernorm":
-                parent[leaf] = nn.LayerNorm(shape[0])
-            elif what == "embedding":
-                parent[leaf] = nn.Embedding(shape[0], shape[1])
-            else:
-                parent[leaf] = nn.GELU()
-        root.load_state_dict(state)
-        return root
-
-    model = build()
+    model = build_model(spec, state)
     if kind == "str":
         chosen = targets[0]
     elif kind == "generator":
@@ -159,33 +161,13 @@ def apply_report(lora, spec, state, targets, kind, r, alpha, dropout):
 
 def state_dict_roundtrip(lora, spec, state, targets, r, adapters):
     """apply_lora, set adapters, lora_state_dict; load it into a fresh adapted model."""
-    def build():
-        root = nn.ModuleDict()
-        for name, what, shape in spec:
-            *path, leaf = name.split(".")
-            parent = root
-            for part in path:
-                if part not in parent:
-                    parent[part] = nn.ModuleDict()
-                parent = parent[part]
-            if what == "linear":
-                parent[leaf] = nn.Linear(shape[0], shape[1], bias=bool(shape[2]))
-            elif what == "layernorm":
-                parent[leaf] = nn.LayerNorm(shape[0])
-            elif what == "embedding":
-                parent[leaf] = nn.Embedding(shape[0], shape[1])
-            else:
-                parent[leaf] = nn.GELU()
-        root.load_state_dict(state)
-        return root
-
-    model = lora.apply_lora(build(), list(targets), r)
+    model = lora.apply_lora(build_model(spec, state), list(targets), r)
     with torch.no_grad():
         for key, value in model.state_dict().items():
             if key in adapters:
                 value.copy_(adapters[key])
     saved = lora.lora_state_dict(model)
-    fresh = lora.apply_lora(build(), list(targets), r)
+    fresh = lora.apply_lora(build_model(spec, state), list(targets), r)
     loaded = fresh.load_state_dict(saved, strict=False)
     return {
         "saved": dict(saved),
@@ -198,27 +180,7 @@ def state_dict_roundtrip(lora, spec, state, targets, r, adapters):
 def merge_model(lora, spec, state, targets, r, alpha, adapters, inputs):
     """Outputs of each named Linear/LoRALinear for `inputs`: unmerged, merged (twice),
     unmerged again (twice); and the weights at each stage."""
-    def build():
-        root = nn.ModuleDict()
-        for name, what, shape in spec:
-            *path, leaf = name.split(".")
-            parent = root
-            for part in path:
-                if part not in parent:
-                    parent[part] = nn.ModuleDict()
-                parent = parent[part]
-            if what == "linear":
-                parent[leaf] = nn.Linear(shape[0], shape[1], bias=bool(shape[2]))
-            elif what == "layernorm":
-                parent[leaf] = nn.LayerNorm(shape[0])
-            elif what == "embedding":
-                parent[leaf] = nn.Embedding(shape[0], shape[1])
-            else:
-                parent[leaf] = nn.GELU()
-        root.load_state_dict(state)
-        return root
-
-    model = lora.apply_lora(build(), list(targets), r, alpha)
+    model = lora.apply_lora(build_model(spec, state), list(targets), r, alpha)
     with torch.no_grad():
         for key, value in model.state_dict().items():
             if key in adapters:
