@@ -33,8 +33,8 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from grader.assignments import Assignment
-from grader.grading import GradeOptions, grade, stage
+from grader.course import Assignment
+from grader.pipeline.grade import GradeOptions, grade, stage
 
 GIT_TIMEOUT_S = 300
 SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")

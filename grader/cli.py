@@ -17,7 +17,7 @@ import os
 import sys
 from pathlib import Path
 
-from grader.assignments import ASSIGNMENTS, REPO, get
+from grader.course import ASSIGNMENTS, REPO, get
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -90,8 +90,8 @@ def _assignments(names: list[str]):
 def _test(args) -> int:
     """In-process, on the files themselves (not a staged copy): tracebacks point at
     the student's own file, and plain `pytest --pdb` works the same way."""
-    from grader.grading import GradeOptions, grade
-    from grader.submission import Staged, stage_reference
+    from grader.pipeline.collect import Staged, stage_reference
+    from grader.pipeline.grade import GradeOptions, grade
 
     assignments = _assignments(args.names)
     staged = stage_reference(assignments) if args.reference else Staged(REPO, "working copy")
@@ -111,7 +111,7 @@ def _test(args) -> int:
 
 
 def _grade(args) -> int:
-    from grader.grading import GradeOptions, grade, stage
+    from grader.pipeline.grade import GradeOptions, grade, stage
 
     if args.submission is not None and not args.submission.is_dir():
         raise ValueError(f"--submission {args.submission} is not a directory")
@@ -136,7 +136,7 @@ def _grade(args) -> int:
 
 
 def _validate(args) -> int:
-    from grader.validate import validate
+    from grader.authoring.validate import validate
 
     problems = validate(_assignments(args.assignment), quick=args.quick,
                         log=lambda m: print(m, file=sys.stderr))
@@ -147,7 +147,7 @@ def _validate(args) -> int:
 
 
 def _release(args) -> int:
-    from grader.release import release
+    from grader.authoring.release import release
 
     if args.out.resolve() == REPO or REPO in args.out.resolve().parents:
         raise ValueError("OUT_DIR must be outside the instructor repository")
@@ -158,7 +158,7 @@ def _release(args) -> int:
 
 
 def _solutions(args) -> int:
-    from grader.release import solutions
+    from grader.authoring.release import solutions
 
     log = solutions(args.out, _assignments(args.assignment))
     print(log.summary())
@@ -166,7 +166,7 @@ def _solutions(args) -> int:
 
 
 def _stubs(args) -> int:
-    from grader.release import write_stubs
+    from grader.authoring.release import write_stubs
 
     for path in write_stubs():
         print(f"regenerated {path.relative_to(REPO)}")

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from grader.assignments import ASSIGNMENTS, REPO
-from grader.runner import run_suite
+from grader.course import ASSIGNMENTS, REPO
+from grader.pipeline.run import run_suite
 
 CATALOGUE = REPO / "tests" / "mutants"
 MUTANTS = sorted(p for p in CATALOGUE.glob("*/*.py") if p.parent.name in ASSIGNMENTS)

@@ -1,5 +1,5 @@
 """The `ranks` fixture: ranks(world_size) is a group of worker processes, one per rank,
-running the submission's ddp.py in one gloo process group (grader/ranks.py).
+running the submission's ddp.py in one gloo process group (grader/isolation/ranks.py).
 
 Ordering: starting a rank costs seconds (it imports torch), and the mutant catalogue
 stops at the first failure, so tests that need only the two-rank group run first;
@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from grader.ranks import rank_group
+from grader.isolation.ranks import rank_group
 
 HERE = Path(__file__).resolve().parent
 

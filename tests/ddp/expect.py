@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from grader.checks import assert_close
+from grader.kit.checks import assert_close
 
 MB = 2**20
 

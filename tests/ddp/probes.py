@@ -1,7 +1,7 @@
 """Probes for the ddp hidden suite: what every rank runs, in its worker.
 
 Probes may use only their arguments, builtins, torch, nn, F, math and dist
-(grader/probes.py), so the small network is defined inside the probe; the
+(grader/kit/probes.py), so the small network is defined inside the probe; the
 trusted twin is tests/ddp/expect.py's `Net` (same layers, same forward).
 Expected values are never computed here: the probe returns what the
 student's code did, the test compares.

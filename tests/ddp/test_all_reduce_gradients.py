@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from grader.checks import assert_close
+from grader.kit.checks import assert_close
 from tests.ddp.expect import assert_grads_match, make_problem, single_process_run
 from tests.ddp.test_ddp import assert_same_on_every_rank, run_ddp
 

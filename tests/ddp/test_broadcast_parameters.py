@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from grader.checks import assert_equal, assert_raises
+from grader.kit.checks import assert_equal, assert_raises
 from tests.ddp.probes import broadcast_bad_src, broadcast_on_rank
 
 TASK = "6.1"

@@ -11,7 +11,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from grader.checks import assert_close, assert_equal, assert_raises
+from grader.kit.checks import assert_close, assert_equal, assert_raises
 from tests.ddp.expect import (
     FROZEN,
     assert_grads_match,

@@ -12,9 +12,9 @@ import math
 import torch
 from hypothesis import strategies as st
 
-from grader.checks import assert_all, assert_tensor
-from grader.strategies import KERNEL_DEVICE
-from grader.tolerances import (
+from grader.kit.checks import assert_all, assert_tensor
+from grader.kit.strategies import KERNEL_DEVICE
+from grader.kit.tolerance import (
     FLASH_GRAD_TOLERANCE,
     FLASH_LSE_ATOL,
     FLASH_SCORE_ULPS,

@@ -10,9 +10,9 @@ import pytest
 import torch
 from hypothesis import given, settings
 
-from grader.checks import assert_all, assert_tensor
-from grader.probes import run_probe
-from grader.strategies import KERNEL_DEVICE
+from grader.kit.checks import assert_all, assert_tensor
+from grader.kit.probes import run_probe
+from grader.kit.strategies import KERNEL_DEVICE
 from tests.flash_attention.expect import (
     DTYPES,
     assert_forward_matches,

@@ -8,8 +8,8 @@ are graded by Task 4.3's tests; these points reward doing it in Triton.
 import pytest
 import torch
 
-from grader.probes import run_probe
-from grader.worker import triton_launches
+from grader.isolation.worker import triton_launches
+from grader.kit.probes import run_probe
 from tests.flash_attention.expect import (
     MATMUL_OPS,
     forward_and_gradients,

@@ -12,10 +12,10 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from grader.checks import assert_all, assert_raises, assert_tensor
-from grader.probes import run_probe
-from grader.strategies import KERNEL_DEVICE
-from grader.worker import call_and_inspect_inputs, triton_launches
+from grader.isolation.worker import call_and_inspect_inputs, triton_launches
+from grader.kit.checks import assert_all, assert_raises, assert_tensor
+from grader.kit.probes import run_probe
+from grader.kit.strategies import KERNEL_DEVICE
 from tests.flash_attention.expect import (
     CPU_DTYPES,
     DTYPES,

@@ -10,8 +10,8 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from grader.checks import assert_all, assert_tensor
-from grader.strategies import KERNEL_DEVICE
+from grader.kit.checks import assert_all, assert_tensor
+from grader.kit.strategies import KERNEL_DEVICE
 from tests.flash_attention.expect import (
     DTYPES,
     assert_forward_matches,

@@ -3,8 +3,8 @@
 import pytest
 import torch
 
-from grader.checks import assert_all, assert_close, assert_equal, assert_raises, assert_tensor
-from grader.tolerances import TOLERANCES
+from grader.kit.checks import assert_all, assert_close, assert_equal, assert_raises, assert_tensor
+from grader.kit.tolerance import TOLERANCES
 
 
 class LyingTensor(torch.Tensor):

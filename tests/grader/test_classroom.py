@@ -7,9 +7,9 @@ import subprocess
 
 import pytest
 
-from grader.assignments import ASSIGNMENTS
 from grader.classroom import Student, freeze, read_roster, write_roster
 from grader.cli import main
+from grader.course import ASSIGNMENTS
 
 QUANTIZATION = ASSIGNMENTS["quantization"]
 

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from grader.assignments import ASSIGNMENTS, REPO
-from grader.release import release
+from grader.authoring.release import release
+from grader.course import ASSIGNMENTS, REPO
 
 MUTANT = REPO / "tests/mutants/quantization/rounds_half_away_from_zero.py"
 STATUSES = {"passed", "failed"}

@@ -15,9 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from grader.assignments import ASSIGNMENTS, REPO
-from grader.grading import GradeOptions, grade, stage
-from grader.sandbox import sandbox
+from grader.course import ASSIGNMENTS, REPO
+from grader.isolation.sandbox import sandbox
+from grader.pipeline.grade import GradeOptions, grade, stage
 
 HOSTILE = sorted((REPO / "tests" / "hostile").glob("*.py"))
 TARGET = ASSIGNMENTS["quantization"]

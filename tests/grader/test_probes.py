@@ -9,8 +9,8 @@ import pytest
 import torch
 from torch import nn
 
-from grader.probes import run_probe
-from grader.worker import StudentProxy, WorkerConfig, WorkerProcess
+from grader.isolation.worker import StudentProxy, WorkerConfig, WorkerProcess
+from grader.kit.probes import run_probe
 
 STUDENT_SOURCE = """
     import torch

@@ -1,4 +1,4 @@
-"""grader/ranks.py: groups of worker processes that share one gloo process group."""
+"""grader/isolation/ranks.py: groups of worker processes that share one gloo process group."""
 
 import time
 
@@ -6,8 +6,8 @@ import pytest
 import torch
 import torch.distributed as dist
 
-from grader.ranks import GroupConfig, RankGroup
-from grader.worker import StudentCrash
+from grader.isolation.ranks import GroupConfig, RankGroup
+from grader.isolation.worker import StudentCrash
 
 STUDENT = '''
 import time

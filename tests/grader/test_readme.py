@@ -1,6 +1,6 @@
 """The README's two commands come first, and CI runs exactly those."""
 
-from grader.assignments import REPO
+from grader.course import REPO
 
 
 def readme_commands() -> list[str]:

@@ -4,8 +4,7 @@ import ast
 
 import pytest
 
-from grader.assignments import ASSIGNMENTS, REPO
-from grader.release import (
+from grader.authoring.release import (
     BEGIN,
     make_stub,
     out_of_sync,
@@ -13,6 +12,7 @@ from grader.release import (
     solutions,
     strip_markers,
 )
+from grader.course import ASSIGNMENTS, REPO
 
 
 def signatures(source: str) -> dict[str, str]:

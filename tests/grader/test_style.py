@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from grader.assignments import REPO
+from grader.course import REPO
 
 
 def test_ruff_finds_nothing():

@@ -8,9 +8,9 @@ import time
 import pytest
 import torch
 
-from grader.assignments import REPO
-from grader.sandbox import sandbox
-from grader.worker import (
+from grader.course import REPO
+from grader.isolation.sandbox import sandbox
+from grader.isolation.worker import (
     GraderFault,
     StudentCrash,
     StudentError,
@@ -154,7 +154,7 @@ def test_the_worker_cannot_import_the_grader_or_reference(student_factory):
 
 def test_a_worker_that_cannot_start_is_the_graders_fault(tmp_path, monkeypatch):
     worker, student = make_student(tmp_path, "def f():\n    return 1\n")
-    monkeypatch.setattr("grader.worker.WORKER_SCRIPT", tmp_path / "student_module.py")
+    monkeypatch.setattr("grader.isolation.worker.WORKER_SCRIPT", tmp_path / "student_module.py")
     with pytest.raises(GraderFault):
         student.f()
     worker.stop()
@@ -181,7 +181,7 @@ def test_a_function_that_hung_twice_is_not_run_again(student_factory):
 
 
 def test_a_memory_bomb_is_stopped_with_a_plain_message(student_factory, monkeypatch):
-    monkeypatch.setattr("grader.worker.RESIDENT_LIMIT_BYTES", 300 << 20)
+    monkeypatch.setattr("grader.isolation.worker.RESIDENT_LIMIT_BYTES", 300 << 20)
     student = student_factory("""
         import time
         def bomb():
@@ -242,7 +242,7 @@ def test_the_worker_has_loopback_but_no_other_network(student_factory):
 
 
 def test_what_the_student_printed_is_shown_beside_the_failure_as_is(student_factory):
-    from grader.describe import plain_failure
+    from grader.kit.describe import plain_failure
 
     student = student_factory("""
         import os

@@ -15,9 +15,9 @@ from types import SimpleNamespace
 
 import torch
 
-from grader.assignments import REPO
-from grader.checks import assert_all, assert_equal, assert_tensor
-from grader.tolerances import KV_ATTENTION_ATOL_SCALE, KV_LOGITS, tolerance
+from grader.course import REPO
+from grader.kit.checks import assert_all, assert_equal, assert_tensor
+from grader.kit.tolerance import KV_ATTENTION_ATOL_SCALE, KV_LOGITS, tolerance
 
 
 # ----------------------------------------------------------------- attention --

@@ -2,7 +2,7 @@
 
 Each runs beside the student's module (in the worker when grading) and returns
 plain data: tensors, numbers, storage addresses, counts. Expected values stay
-in the tests. See grader/probes.py for the rules a probe follows.
+in the tests. See grader/kit/probes.py for the rules a probe follows.
 """
 
 import torch  # probes name torch as a global: worker_main.probe_namespace provides it

@@ -5,8 +5,8 @@ import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
-from grader.checks import assert_equal, assert_raises
-from grader.probes import run_probe
+from grader.kit.checks import assert_equal, assert_raises
+from grader.kit.probes import run_probe
 from tests.kv_cache.probes import (
     bad_update,
     cache_through_updates,

@@ -7,8 +7,8 @@ import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
-from grader.checks import assert_all, assert_equal, assert_raises, assert_tensor
-from grader.worker import call_and_inspect_inputs
+from grader.isolation.worker import call_and_inspect_inputs
+from grader.kit.checks import assert_all, assert_equal, assert_raises, assert_tensor
 from tests.kv_cache.oracle import assert_attention_close, naive_attention
 
 TASK = "3.2"

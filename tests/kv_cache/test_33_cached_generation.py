@@ -10,7 +10,7 @@ import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
-from grader.probes import run_probe
+from grader.kit.probes import run_probe
 from tests.kv_cache.oracle import (
     assert_logits_close,
     assert_same_generation,

@@ -10,7 +10,7 @@ Tolerance rule (sums with cancellation): a result computed in dtype d is within
 of the float64 formula, where `magnitude` is the same formula on absolute values
 (|x| @ |W|.T + |b| + scaling * |x| @ |A|.T @ |B|.T): the classical bound on the
 rounding error of a sum is proportional to the sum of |terms|, not to |sum|.
-rtol/atol are grader/tolerances.py's per-dtype values ("two to four roundings").
+rtol/atol are grader/kit/tolerance.py's per-dtype values ("two to four roundings").
 """
 
 from __future__ import annotations
@@ -21,8 +21,8 @@ import torch
 from hypothesis import assume
 from hypothesis import strategies as st
 
-from grader.checks import assert_all, assert_tensor
-from grader.tolerances import tolerance
+from grader.kit.checks import assert_all, assert_tensor
+from grader.kit.tolerance import tolerance
 
 LAYER_DTYPES = (torch.float16, torch.bfloat16, torch.float32)
 ALPHAS = (1.0, 2.0, 0.5, 16.0, 3.0, 32.0)

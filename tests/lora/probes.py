@@ -1,4 +1,4 @@
-"""Probes for the hidden LoRA properties (see grader/probes.py for the rules).
+"""Probes for the hidden LoRA properties (see grader/kit/probes.py for the rules).
 
 Each probe builds the base nn.Linear (or a small nested model) from plain
 tensors, drives the student's classes and returns plain data: outputs,

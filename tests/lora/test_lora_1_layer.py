@@ -8,8 +8,8 @@ import pytest
 import torch
 from hypothesis import assume, given
 
-from grader.checks import assert_all, assert_equal, assert_raises, assert_tensor
-from grader.probes import run_probe
+from grader.kit.checks import assert_all, assert_equal, assert_raises, assert_tensor
+from grader.kit.probes import run_probe
 from tests.lora import probes
 from tests.lora.cases import (
     Layer,

@@ -4,8 +4,8 @@ import pytest
 import torch
 from hypothesis import given
 
-from grader.checks import assert_equal
-from grader.probes import run_probe
+from grader.kit.checks import assert_equal
+from grader.kit.probes import run_probe
 from tests.lora import probes
 from tests.lora.cases import (
     assert_close_to,

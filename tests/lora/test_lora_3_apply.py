@@ -7,8 +7,8 @@ import torch
 from hypothesis import assume, given
 from hypothesis import strategies as st
 
-from grader.checks import assert_equal, assert_raises, assert_tensor
-from grader.probes import run_probe
+from grader.kit.checks import assert_equal, assert_raises, assert_tensor
+from grader.kit.probes import run_probe
 from tests.lora import probes
 from tests.lora.cases import dyadic
 from tests.lora.models import LINEARS, MODEL, TARGETS, adapters_for, matched, model_state

@@ -12,7 +12,7 @@ import pytest
 import torch
 from torch import nn
 
-from grader.checks import assert_close, assert_equal
+from grader.kit.checks import assert_close, assert_equal
 from tests.lora.cases import dyadic
 
 TASK = "2.1"

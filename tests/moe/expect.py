@@ -3,7 +3,7 @@ the moe hidden tests share.
 
 The expectations here are written from SPEC §3.5, independently of the
 reference: the tie rule is a plain Python sort on (-logit, index), the layer is
-a loop over tokens. Probes (grader/probes.py) build the student's objects in
+a loop over tokens. Probes (grader/kit/probes.py) build the student's objects in
 the worker, load the weights the test drew, instrument the experts and return
 plain data; expected values never enter a probe.
 """
@@ -16,9 +16,9 @@ import torch
 import torch.nn.functional as F
 from hypothesis import strategies as st
 
-from grader.checks import assert_all, assert_equal, assert_tensor
-from grader.probes import run_probe
-from grader.tolerances import MOE_GRAD, MOE_OUTPUT, tolerance
+from grader.kit.checks import assert_all, assert_equal, assert_tensor
+from grader.kit.probes import run_probe
+from grader.kit.tolerance import MOE_GRAD, MOE_OUTPUT, tolerance
 
 F32 = tolerance(torch.float32)
 

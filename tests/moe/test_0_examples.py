@@ -8,8 +8,8 @@ the test names (test_5_3_..., test_5_4_...).
 import pytest
 import torch
 
-from grader.checks import assert_tensor
-from grader.probes import run_probe
+from grader.kit.checks import assert_tensor
+from grader.kit.probes import run_probe
 from tests.moe.expect import (
     assert_near,
     check_routing,

@@ -5,9 +5,9 @@ import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
-from grader.checks import assert_all, assert_equal, assert_raises, assert_tensor
-from grader.probes import run_probe
-from grader.worker import call_and_inspect_inputs
+from grader.isolation.worker import call_and_inspect_inputs
+from grader.kit.checks import assert_all, assert_equal, assert_raises, assert_tensor
+from grader.kit.probes import run_probe
 from tests.moe.expect import F32, assert_grad_near, assert_near, logits_and_k, spec_gating
 
 TASK = "5.1"

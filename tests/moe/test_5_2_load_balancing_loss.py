@@ -5,8 +5,8 @@ import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
-from grader.checks import assert_raises, assert_tensor
-from grader.probes import run_probe
+from grader.kit.checks import assert_raises, assert_tensor
+from grader.kit.probes import run_probe
 from tests.moe.expect import F32, assert_grad_near, assert_near, spec_aux_loss
 
 TASK = "5.2"

@@ -7,8 +7,8 @@ from hypothesis import assume, given
 from hypothesis import strategies as st
 from torch import nn
 
-from grader.checks import assert_equal, assert_raises
-from grader.probes import run_probe
+from grader.kit.checks import assert_equal, assert_raises
+from grader.kit.probes import run_probe
 from tests.moe.expect import (
     GRID_W,
     GRID_X,

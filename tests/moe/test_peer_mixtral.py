@@ -24,7 +24,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from grader.checks import assert_equal
+from grader.kit.checks import assert_equal
 from tests.moe.expect import F32, assert_near
 
 TASK = "5.1"

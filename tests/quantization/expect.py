@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import torch
 
-from grader.checks import assert_all, assert_tensor, ulp32
-from grader.tolerances import QUANT_TIE_ULPS, SCALE_ULPS
+from grader.kit.checks import assert_all, assert_tensor, ulp32
+from grader.kit.tolerance import QUANT_TIE_ULPS, SCALE_ULPS
 
 
 def spec_v(x: torch.Tensor, dim: int | None) -> torch.Tensor:

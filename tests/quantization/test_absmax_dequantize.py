@@ -5,8 +5,8 @@ import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
-from grader.checks import assert_equal, assert_raises
-from grader.strategies import float_tensors, shapes
+from grader.kit.checks import assert_equal, assert_raises
+from grader.kit.strategies import float_tensors, shapes
 
 TASK = "1.2"
 points = pytest.mark.points

@@ -10,9 +10,9 @@ import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
-from grader.checks import assert_raises, assert_tensor
-from grader.strategies import KERNEL_DEVICE, float_tensors, matrices, matrix_shapes
-from grader.worker import triton_launches
+from grader.isolation.worker import triton_launches
+from grader.kit.checks import assert_raises, assert_tensor
+from grader.kit.strategies import KERNEL_DEVICE, float_tensors, matrices, matrix_shapes
 from tests.quantization.expect import assert_codes_match, assert_scale_matches
 
 TASK = "1.3"

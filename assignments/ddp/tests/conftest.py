@@ -1,14 +1,14 @@
 """The `ranks` fixture for the public ddp tests.
 
 ranks(n) is a group of n worker processes, one per rank, each running your
-ddp.py with a gloo process group already initialised (grader/ranks.py). Your
+ddp.py with a gloo process group already initialised (grader/isolation/ranks.py). Your
 code always runs in those processes, even locally: print() there goes to the
 worker's output, shown below a failing test rank by rank ("--- rank 0:").
 """
 
 import pytest
 
-from grader.ranks import rank_group
+from grader.isolation.ranks import rank_group
 
 
 @pytest.fixture

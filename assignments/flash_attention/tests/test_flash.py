@@ -11,7 +11,7 @@ import math
 import pytest
 import torch
 
-from grader.probes import run_probe
+from grader.kit.probes import run_probe
 
 points = pytest.mark.points
 

@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from grader.probes import run_probe
+from grader.kit.probes import run_probe
 
 points = pytest.mark.points
 

@@ -14,7 +14,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from grader.probes import run_probe
+from grader.kit.probes import run_probe
 
 points = pytest.mark.points
 

@@ -26,9 +26,9 @@ from pathlib import Path
 
 import pytest  # noqa: I001  (after hypothesis_setup: environment first)
 
-from grader import hypothesis_setup  # noqa: F401  (sets TRITON_INTERPRET, profiles)
-from grader.assignments import REPO, Assignment, assignment_of_path
-from grader.describe import plain_failure
+from grader.course import REPO, Assignment, assignment_of_path
+from grader.kit import profiles as hypothesis_setup  # noqa: F401  (sets TRITON_INTERPRET, profiles)
+from grader.kit.describe import plain_failure
 
 
 def pytest_addoption(parser):
@@ -77,7 +77,7 @@ class Session:
         return assignment.student_path(self.root)
 
     def worker(self, assignment: Assignment):
-        from grader.worker import WorkerConfig, WorkerProcess
+        from grader.isolation.worker import WorkerConfig, WorkerProcess
 
         if assignment.name not in self.workers:
             files = {p.name: p for p in assignment.provided_files()}
@@ -151,7 +151,7 @@ def _is_public(path) -> bool:
 @pytest.fixture
 def student(request):
     """The student's module: in-process for local public tests, else a worker proxy."""
-    from grader.worker import StudentProxy
+    from grader.isolation.worker import StudentProxy
 
     session: Session = request.config.llmlab
     assignment = _assignment(request)
@@ -186,7 +186,7 @@ def reference(request):
 @pytest.fixture
 def kernel_device() -> str:
     """Where Triton kernels run: "cuda" on a GPU machine, else "cpu" (the interpreter)."""
-    from grader.strategies import KERNEL_DEVICE
+    from grader.kit.strategies import KERNEL_DEVICE
 
     return KERNEL_DEVICE
 
@@ -246,7 +246,7 @@ def _describe_item(item, cases: int = 1) -> dict:
 def pytest_runtest_makereport(item, call):
     report = yield
     if report.failed and call.excinfo is not None:
-        from grader.worker import GraderFault
+        from grader.isolation.worker import GraderFault
 
         error = call.excinfo.value
         report.llmlab_ungradable = isinstance(error, GraderFault)

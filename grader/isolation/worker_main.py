@@ -22,7 +22,7 @@ Requests (trusted -> worker), one dict each:
     {"op": "release", "handle": id}
     {"op": "stats"}                        -> {"triton_launches": int}
 where T is ("module", module_name, attribute), ("handle", id, attribute or None) or
-("probe", module_name, (source, function_name)): a trusted driver function (grader/probes.py)
+("probe", module_name, (source, function_name)): a trusted driver function (grader/kit/probes.py)
 defined from its source in a namespace of torch, nn, F, math and dist, called with the
 student's module as its first argument.
 Replies (worker -> trusted):
@@ -200,7 +200,7 @@ class Worker:
 
 
 def probe_namespace() -> dict:
-    """Everything a probe may name besides its arguments (grader/probes.py)."""
+    """Everything a probe may name besides its arguments (grader/kit/probes.py)."""
     import math
 
     import torch

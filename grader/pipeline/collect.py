@@ -15,7 +15,7 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from grader.assignments import Assignment
+from grader.course import Assignment
 
 MAX_FILE_BYTES = 1 << 20
 

@@ -34,8 +34,8 @@ import inspect
 import textwrap
 import types
 
-from grader.worker import StudentProxy, call_remote
-from grader.worker_main import define_probe
+from grader.isolation.worker import StudentProxy, call_remote
+from grader.isolation.worker_main import define_probe
 
 #: The names a probe may use besides its arguments and builtins
 #: (worker_main.probe_namespace builds them, in-process and in the worker alike).

@@ -70,7 +70,7 @@ def describe_value(value) -> str:
 
 def plain_failure(error: BaseException, item=None) -> str:
     """The message a student reads for a failed test."""
-    from grader.worker import GraderFault, StudentCrash
+    from grader.isolation.worker import GraderFault, StudentCrash
 
     while getattr(error, "exceptions", None):  # hypothesis's Flaky groups: the first cause
         error = error.exceptions[0]

@@ -22,8 +22,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from grader import worker_main as wire
-from grader.sandbox import RESIDENT_LIMIT_BYTES, GiB, sandbox, worker_environment
+from grader.isolation import worker_main as wire
+from grader.isolation.sandbox import RESIDENT_LIMIT_BYTES, GiB, sandbox, worker_environment
 
 WORKER_SCRIPT = Path(wire.__file__)
 OUTPUT_TAIL_BYTES = 4000
@@ -141,7 +141,7 @@ class WorkerProcess:
 
     def _sys_path(self) -> list[str]:
         """The scratch dir, then the interpreter's libraries, never the grader's repo."""
-        repo = Path(__file__).resolve().parents[1]
+        repo = Path(__file__).resolve().parents[2]
         interpreter = [Path(sys.prefix).resolve(), Path(sys.base_prefix).resolve()]
 
         def allowed(entry: str) -> bool:

@@ -16,12 +16,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import grader
-from grader import hypothesis_setup
-from grader.assignments import ASSIGNMENTS, REPO, Assignment
-from grader.results import Report
-from grader.runner import run_suite, suite_paths
-from grader.sandbox import sandbox
-from grader.submission import Staged, stage_reference, stage_submission
+from grader.course import ASSIGNMENTS, REPO, Assignment
+from grader.isolation.sandbox import sandbox
+from grader.kit import profiles as hypothesis_setup
+from grader.pipeline.collect import Staged, stage_reference, stage_submission
+from grader.pipeline.report import Report
+from grader.pipeline.run import run_suite, suite_paths
 
 PYTEST_EXIT_OK = (0, 1, 5)   # all passed, some failed, nothing collected
 

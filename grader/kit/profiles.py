@@ -52,7 +52,7 @@ settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", _default))
 
 def _pretty_tensor(tensor, printer, cycle) -> None:
     """Falsifying examples print tensors in a few words, not as a wall of numbers."""
-    from grader.describe import describe_tensor
+    from grader.kit.describe import describe_tensor
 
     printer.text(describe_tensor(tensor))
 

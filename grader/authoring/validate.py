@@ -13,10 +13,10 @@ import sys
 import tempfile
 from pathlib import Path
 
-from grader.assignments import REPO, Assignment
-from grader.grading import GradeOptions, grade
-from grader.release import out_of_sync
-from grader.submission import stage_reference, stage_submission
+from grader.authoring.release import out_of_sync
+from grader.course import REPO, Assignment
+from grader.pipeline.collect import stage_reference, stage_submission
+from grader.pipeline.grade import GradeOptions, grade
 
 
 def validate(assignments: list[Assignment], quick: bool = False, log=print) -> list[str]:

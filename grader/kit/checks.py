@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import torch
 
-from grader.describe import describe_tensor, describe_value
-from grader.tolerances import tolerance
+from grader.kit.describe import describe_tensor, describe_value
+from grader.kit.tolerance import tolerance
 
 
 def assert_tensor(value, *, dtype=None, shape=None, device=None, what="result") -> None:
@@ -68,7 +68,7 @@ def assert_close(got, expected, message: str, *, dtype=None, **context) -> None:
 
 def assert_raises(exceptions, function, *args, what: str, **kwargs) -> BaseException:
     """`function(*args, **kwargs)` raises one of `exceptions` (not another error, not nothing)."""
-    from grader.worker import GraderFault
+    from grader.isolation.worker import GraderFault
 
     try:
         function(*args, **kwargs)

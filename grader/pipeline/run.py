@@ -19,8 +19,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from grader.assignments import REPO, Assignment
-from grader.sandbox import die_with_parent
+from grader.course import REPO, Assignment
+from grader.isolation.sandbox import die_with_parent
 
 POLL_S = 0.5
 

@@ -15,7 +15,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from grader.assignments import ASSIGNMENTS, REPO, Assignment
+from grader.course import ASSIGNMENTS, REPO, Assignment
 
 BEGIN, END = "### BEGIN SOLUTION", "### END SOLUTION"
 STUDENT_README = REPO / "grader" / "templates" / "STUDENT_README.md"

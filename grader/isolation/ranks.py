@@ -1,7 +1,7 @@
 """Rank groups: N worker processes that form one torch.distributed process group.
 
 Distributed assignments (ddp) need the student's code running on several
-ranks at once. A `RankGroup` is N `WorkerProcess`es (grader/worker.py), one
+ranks at once. A `RankGroup` is N `WorkerProcess`es (grader/isolation/worker.py), one
 per rank, each with the student's module imported and a gloo (or NCCL)
 default process group joined over loopback:
 
@@ -9,7 +9,7 @@ default process group joined over loopback:
     results = group.run(probe, per_rank=[(w0,), (w1,)], steps=3)
     # -> [value from rank 0, value from rank 1]
 
-`run` calls the same probe (grader/probes.py) on every rank concurrently, one
+`run` calls the same probe (grader/kit/probes.py) on every rank concurrently, one
 thread per worker (a collective only completes when every rank has entered
 it), and returns the per-rank values. Rules:
 
@@ -20,7 +20,7 @@ it), and returns the per-rank values. Rules:
 - A crash or hang on any rank poisons the whole group (its collectives can
   never complete): the rest of the current test fails at once with
   `StudentCrash`, and the next test gets a fresh group. As for single workers
-  (grader/worker.py, STRIKES), what crashed or hung in two tests is not run
+  (grader/isolation/worker.py, STRIKES), what crashed or hung in two tests is not run
   again; the group counts it (per probe, or per `strike_key`), not each rank.
 - What the ranks printed during the test rides on the raised exception
   (`student_output`, shown beside the failure), rank by rank.
@@ -48,10 +48,9 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 
-from grader.assignments import assignment_of_path
-from grader.probes import probe_source
-from grader.sandbox import sandbox
-from grader.worker import (
+from grader.course import assignment_of_path
+from grader.isolation.sandbox import sandbox
+from grader.isolation.worker import (
     OUTPUT_SHOWN_BYTES,
     STRIKES,
     GraderFault,
@@ -61,6 +60,7 @@ from grader.worker import (
     WorkerProcess,
     call_remote,
 )
+from grader.kit.probes import probe_source
 
 #: Environment for every rank: gloo talks over loopback only.
 RANK_ENVIRONMENT = {"GLOO_SOCKET_IFNAME": "lo", "NCCL_SOCKET_IFNAME": "lo",
@@ -263,7 +263,7 @@ class RankGroup:
 
         Each rank has one long-lived thread that does everything with its worker:
         Linux kills a child whose parent *thread* exits (PR_SET_PDEATHSIG in
-        grader/sandbox.py), so a worker must be started by a thread that lives as
+        grader/isolation/sandbox.py), so a worker must be started by a thread that lives as
         long as the worker. With stop_on_error, once one rank has failed the
         others get GRACE_S to finish, then are killed (they are probably waiting
         for the failed rank in a collective).
@@ -316,7 +316,7 @@ _GROUPS: dict[tuple, RankGroup] = {}
 def rank_group(request, world_size: int, backend: str = "gloo") -> RankGroup:
     """The session's group for this test's assignment, world size and backend.
 
-    Student code under test is the submission's file (grader/pytest_plugin.py's
+    Student code under test is the submission's file (grader/kit/plugin.py's
     Session decides which), plus the assignment's provided files. The group is
     reused across tests and stopped at the end of the session.
     """

@@ -1,0 +1,1 @@
+"""Instructor tools: stubs from reference/, the release, solutions, validation."""

@@ -1,0 +1,1 @@
+"""Where student code runs: sandboxed worker processes, the wire, proxies, rank groups."""

@@ -1,0 +1,1 @@
+"""Grading as a pipeline: collect the submission -> run the suites -> report."""
