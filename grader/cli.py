@@ -6,6 +6,7 @@
     grader release OUT_DIR                      write the student repository
     grader solutions OUT_DIR                    publish solutions/<name>/<file>
     grader stubs                                regenerate assignments/*/<file> from reference/
+    grader docs                                 regenerate the assignment, task and points tables
     grader class freeze ROSTER                  record each student's HEAD commit (at the deadline)
     grader class grade ROSTER --out DIR         the official grades of a class (classroom.py)
 """
@@ -36,6 +37,8 @@ def _parser() -> argparse.ArgumentParser:
     test = commands.add_parser("test", help="run the public tests on your working copy")
     test.add_argument("names", nargs="*", metavar="NAME", help="assignments (default: all)")
     test.add_argument("--reference", action="store_true", help="test reference/ instead")
+    test.add_argument("--task", action="append", default=[], metavar="ID",
+                      help="only this task's tests, e.g. --task 5.1 (repeatable)")
     test.set_defaults(run=_test)
 
     grade = commands.add_parser("grade", help="grade a submission, write results.json")
@@ -45,8 +48,9 @@ def _parser() -> argparse.ArgumentParser:
     grade.add_argument("--assignment", action="append", default=[], metavar="NAME")
     grade.add_argument("--suite", choices=["public", "hidden", "all"], default="all")
     grade.add_argument("--output", type=Path, default=Path("results.json"))
-    grade.add_argument("--budget", type=float, default=900.0,
-                       help="seconds per assignment before unfinished tests fail (default 900)")
+    grade.add_argument("--budget", type=float, default=None,
+                       help="seconds per assignment before unfinished tests fail "
+                            "(default: the manifest's time_budget_s)")
     grade.add_argument("-v", "--verbose", action="store_true", help="show pytest's output")
     grade.set_defaults(run=_grade)
 
@@ -68,6 +72,10 @@ def _parser() -> argparse.ArgumentParser:
     stubs = commands.add_parser("stubs", help="regenerate the stubs from reference/")
     stubs.set_defaults(run=_stubs)
 
+    docs = commands.add_parser("docs", help="regenerate the tables of assignments, tasks and "
+                                            "points in the READMEs and handouts")
+    docs.set_defaults(run=_docs)
+
     classroom = commands.add_parser("class", help="instructor: grade every student repository")
     steps = classroom.add_subparsers(required=True, metavar="STEP")
     freeze = steps.add_parser("freeze", help="fill the roster's commits with each HEAD now")
@@ -84,7 +92,9 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _assignments(names: list[str]):
-    return [get(n) for n in names] if names else list(ASSIGNMENTS.values())
+    """The named assignments (default: all), in course order whatever the order given."""
+    chosen = {get(n).name for n in names} or set(ASSIGNMENTS)
+    return [a for a in ASSIGNMENTS.values() if a.name in chosen]
 
 
 def _test(args) -> int:
@@ -96,7 +106,7 @@ def _test(args) -> int:
     assignments = _assignments(args.names)
     staged = stage_reference(assignments) if args.reference else Staged(REPO, "working copy")
     options = GradeOptions(assignments, suite="public", output=None, profile="dev",
-                           isolate=False)
+                           isolate=False, tasks=tuple(args.task))
     try:
         report = grade(staged, options, log=lambda m: None)
     finally:
@@ -169,6 +179,14 @@ def _stubs(args) -> int:
     from grader.authoring.release import write_stubs
 
     for path in write_stubs():
+        print(f"regenerated {path.relative_to(REPO)}")
+    return 0
+
+
+def _docs(args) -> int:
+    from grader.authoring.docs import expected_blocks, write_blocks
+
+    for path in write_blocks(expected_blocks(list(ASSIGNMENTS.values()))):
         print(f"regenerated {path.relative_to(REPO)}")
     return 0
 

@@ -1,6 +1,23 @@
-"""The course's assignments: names, student-owned files, tasks. One table.
+"""The course: its assignments, read from one manifest per assignment.
 
-Everything else (tests, provided model code, handouts) is found by convention:
+Each assignment describes itself in `assignments/<name>/assignment.toml`; the
+engine names no assignment. Keys (every one required unless a default is given):
+
+    number          the assignment's number; orders every list (tables, grades.csv columns)
+    title           one line, shown in the course tables
+    student_file    the one file the grader takes from a submission, e.g. "quantize.py"
+    provided_files  trusted code beside it that the student's module may import
+                    (e.g. ["model.py"]); default []
+    call_timeout_s  wall-clock limit of one call into student code (say why in a comment)
+    time_budget_s   limit for the whole assignment's grading; default 900
+    [[tasks]]       one table per task:
+        id          "1.1": the first number is the assignment's
+        title       short, for the grader's per-task tables
+        handout     the "What" column of the handout's points table (markdown)
+        implements  the functions, classes or "Class.method"s of the task (names the
+                    stubs' "Task 1.1: implement ..." messages); may be empty
+
+Everything else is found by convention:
     assignments/<name>/<student_file>     the student's copy (stub in the release)
     assignments/<name>/tests/             public tests
     reference/<name>/<student_file>       the solution, with nbgrader markers
@@ -10,23 +27,41 @@ Everything else (tests, provided model code, handouts) is found by convention:
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import tomllib
+from dataclasses import dataclass
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+MANIFEST = "assignment.toml"
+
+
+@dataclass(frozen=True)
+class Task:
+    id: str
+    title: str
+    handout: str
+    implements: tuple[str, ...]
 
 
 @dataclass(frozen=True)
 class Assignment:
     name: str
+    number: int
+    title: str
     student_file: str
-    tasks: dict[str, str]       # function, class or "Class.method" -> "1.1"
-    titles: dict[str, str] = field(default_factory=dict)  # "1.1" -> title
+    tasks: tuple[Task, ...]
+    provided: tuple[str, ...] = ()
     call_timeout_s: float = 60.0
+    time_budget_s: float = 900.0
 
     @property
     def module(self) -> str:
         return Path(self.student_file).stem
+
+    @property
+    def titles(self) -> dict[str, str]:
+        """Task id -> title."""
+        return {t.id: t.title for t in self.tasks}
 
     def student_path(self, root: Path) -> Path:
         """Where a student-shaped tree (a submission, a release) keeps the student's file."""
@@ -37,8 +72,7 @@ class Assignment:
 
     def provided_files(self, root: Path = REPO) -> list[Path]:
         """Trusted code the student's module may import (e.g. a provided model)."""
-        folder = root / "assignments" / self.name
-        return sorted(p for p in folder.glob("*.py") if p.name != self.student_file)
+        return [root / "assignments" / self.name / name for name in self.provided]
 
     def public_tests(self, root: Path = REPO) -> Path:
         return root / "assignments" / self.name / "tests"
@@ -50,75 +84,63 @@ class Assignment:
         return root / "assignments" / self.name / "README.md"
 
     def task_of(self, function: str) -> str | None:
-        """For "LoRALinear.merge": that entry, else "merge"'s, else "LoRALinear"'s."""
+        """For "LoRALinear.merge": the task implementing it, else "merge"'s, else
+        "LoRALinear"'s."""
+        owners = {name: task.id for task in self.tasks for name in task.implements}
         cls, _, method = function.rpartition(".")
         for key in (function, method, cls):
-            if key and key in self.tasks:
-                return self.tasks[key]
+            if key and key in owners:
+                return owners[key]
         return None
 
 
-ASSIGNMENTS: dict[str, Assignment] = {
-    a.name: a
-    for a in [
-        Assignment(
-            "quantization", "quantize.py",
-            tasks={"absmax_quantize": "1.1", "absmax_dequantize": "1.2",
-                   "quantize_rowwise": "1.3"},
-            titles={"1.1": "absmax_quantize", "1.2": "absmax_dequantize",
-                    "1.3": "quantize_rowwise (Triton kernel)"},
-            call_timeout_s=20.0,  # correct calls take milliseconds, interpreted kernels < 2 s
-        ),
-        Assignment(
-            "lora", "lora.py",
-            tasks={"LoRALinear": "2.1", "__init__": "2.1", "forward": "2.1",
-                   "delta_weight": "2.1", "merge": "2.2", "unmerge": "2.2",
-                   "apply_lora": "2.3", "lora_state_dict": "2.3", "merge_lora": "2.3",
-                   "unmerge_lora": "2.3"},
-            titles={"2.1": "LoRALinear: init, forward, delta",
-                    "2.2": "LoRALinear: merge, unmerge",
-                    "2.3": "apply_lora, state dict, merge_lora"},
-            call_timeout_s=20.0,  # a correct probe takes milliseconds (a 30-step training < 1 s)
-        ),
-        Assignment(
-            "moe", "moe.py",
-            tasks={"top_k_gating": "5.1", "load_balancing_loss": "5.2",
-                   "TopKRouter": "5.3", "MoELayer": "5.4"},
-            titles={"5.1": "top_k_gating", "5.2": "load_balancing_loss",
-                    "5.3": "TopKRouter (noisy top-k)", "5.4": "MoELayer (dispatch, combine)"},
-            call_timeout_s=30.0,  # correct calls take milliseconds on tiny shapes
-        ),
-        Assignment(
-            "ddp", "ddp.py",
-            tasks={"broadcast_parameters": "6.1", "all_reduce_gradients": "6.2", "DDP": "6.3",
-                   "__init__": "6.3", "forward": "6.3",
-                   "finish_gradient_synchronization": "6.3"},
-            titles={"6.1": "broadcast_parameters", "6.2": "all_reduce_gradients (naive)",
-                    "6.3": "DDP: buckets overlapped with backward"},
-            call_timeout_s=20.0,  # a correct probe (a few steps, 4 ranks on 2 cores) takes < 2 s;
-            # a rank waiting for a collective that never comes fails after 10 s (gloo timeout)
-        ),
-        Assignment(
-            "kv_cache", "cache.py",
-            tasks={"KVCache": "3.1", "__init__": "3.1", "update": "3.1", "reset": "3.1",
-                   "causal_attention": "3.2"},
-            titles={"3.1": "KVCache: a static cache, O(T_new) updates",
-                    "3.2": "causal_attention (bottom-right mask, GQA)",
-                    "3.3": "cached decoding with the provided model"},
-            call_timeout_s=20.0,  # a correct probe (greedy generation, tiny model) takes < 0.1 s
-        ),
-        Assignment(
-            "flash_attention", "flash.py",
-            tasks={"flash_attention_forward": "4.1", "forward": "4.3", "backward": "4.3",
-                   "flash_attention": "4.3"},
-            titles={"4.1": "flash_attention_forward (Triton kernel, online softmax)",
-                    "4.2": "causal masking (bottom-right, full blocks unmasked)",
-                    "4.3": "flash_attention: differentiable, tiled backward",
-                    "4.4": "stretch: the backward as Triton kernels"},
-            call_timeout_s=60.0,  # interpreted: a correct 256x256 forward+backward takes ~2 s
-        ),
-    ]
-}
+def load_manifest(path: Path) -> Assignment:
+    """One assignment from its manifest; a missing or wrong key is a ValueError naming it."""
+    try:
+        data = tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as error:
+        raise ValueError(f"{path}: not valid TOML ({error})") from None
+    where = f"{path.parent.name}/{MANIFEST}"
+
+    def need(table: dict, key: str, kind: type | tuple, default=None):
+        value = table.get(key, default)
+        if value is None or not isinstance(value, kind) or isinstance(value, bool):
+            raise ValueError(f"{where}: `{key}` is missing or not a {_kind_name(kind)}")
+        return value
+
+    tasks = tuple(
+        Task(id=need(t, "id", str), title=need(t, "title", str),
+             handout=need(t, "handout", str, t.get("title")),
+             implements=tuple(need(t, "implements", list, [])))
+        for t in need(data, "tasks", list))
+    number = need(data, "number", int)
+    for task in tasks:
+        if task.id.split(".")[0] != str(number):
+            raise ValueError(f"{where}: task {task.id} does not belong to assignment {number}")
+    return Assignment(
+        name=path.parent.name, number=number, title=need(data, "title", str),
+        student_file=need(data, "student_file", str), tasks=tasks,
+        provided=tuple(need(data, "provided_files", list, [])),
+        call_timeout_s=float(need(data, "call_timeout_s", (int, float))),
+        time_budget_s=float(need(data, "time_budget_s", (int, float), 900)))
+
+
+def discover(root: Path = REPO) -> dict[str, Assignment]:
+    """Every assignments/<name>/assignment.toml under `root`, ordered by number."""
+    found = [load_manifest(p) for p in sorted((root / "assignments").glob(f"*/{MANIFEST}"))]
+    numbers = [a.number for a in found]
+    if len(set(numbers)) != len(numbers):
+        raise ValueError(f"two assignments share a number: {sorted(numbers)}")
+    return {a.name: a for a in sorted(found, key=lambda a: a.number)}
+
+
+def _kind_name(kind) -> str:
+    kinds = kind if isinstance(kind, tuple) else (kind,)
+    return " or ".join({"str": "string", "int": "integer", "float": "number",
+                        "list": "list"}.get(k.__name__, k.__name__) for k in kinds)
+
+
+ASSIGNMENTS: dict[str, Assignment] = discover()
 
 
 def get(name: str) -> Assignment:

@@ -1,35 +1,128 @@
 """`grader validate`: the instructor's check that the course is consistent.
 
-1. the released stubs are exactly what nbgrader makes from reference/;
-2. every stub imports, and scores 0 (not a crash, not an ungradable test);
-3. the reference solutions score full marks on every suite.
-`--quick` does 1 and the import check of 2 (seconds, for a pre-stop hook).
+Quick checks (seconds; `--quick` stops after them):
+1. every assignment folder has a manifest, and every manifest its folders
+   (reference, hidden tests, public tests, the files it names);
+2. the released stubs are exactly what nbgrader makes from reference/, and import;
+3. every test is filed under a task its manifest declares, and every task has tests;
+4. every generated table (README, student README, handout points) is current.
+Full checks, after those:
+5. the reference solutions score full marks on every suite;
+6. the released stubs score 0 (not a crash, not an ungradable test).
 """
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
+from grader.authoring.docs import collected_tests, expected_blocks, stale_blocks
 from grader.authoring.release import out_of_sync
-from grader.course import REPO, Assignment
+from grader.course import MANIFEST, REPO, Assignment
 from grader.pipeline.collect import stage_reference, stage_submission
 from grader.pipeline.grade import GradeOptions, grade
 
 
-def validate(assignments: list[Assignment], quick: bool = False, log=print) -> list[str]:
+def validate(assignments: list[Assignment], quick: bool = False, log=print,
+             root: Path = REPO) -> list[str]:
     """Return the problems found (empty: valid)."""
-    problems = [f"{name}: assignments/ stub is out of sync with reference/ "
-                "(run `grader stubs`)" for name in out_of_sync(assignments)]
-    for a in assignments:
-        problem = _import_problem(a)
-        if problem:
-            problems.append(problem)
+    problems = manifest_problems(assignments, root)
+    if problems:
+        return problems  # the later checks read the manifests
+    problems += [f"{name}: assignments/ stub is out of sync with reference/ "
+                 "(run `grader stubs`)" for name in out_of_sync(assignments)]
+    problems += import_problems(assignments, root)
+    records = collected_tests(assignments, root)
+    problems += task_problems(assignments, records)
+    problems += stale_blocks(expected_blocks(assignments, root, records), root)
     if quick or problems:
         return problems
+    return problems + grading_problems(assignments, log)
 
+
+def manifest_problems(assignments: list[Assignment], root: Path = REPO) -> list[str]:
+    """Folders without a manifest, manifests without their folders or files."""
+    problems = []
+    declared = {a.name for a in assignments}
+    for folder in ("assignments", "reference", "tests/mutants"):
+        for path in sorted((root / folder).glob("*/")):
+            if path.is_dir() and path.name not in declared and not path.name.startswith(("_",
+                                                                                         ".")):
+                if not (root / "assignments" / path.name / MANIFEST).is_file():
+                    problems.append(f"{folder}/{path.name}: no assignments/{path.name}/"
+                                    f"{MANIFEST} declares it")
+    for a in assignments:
+        required = [a.reference_path(root), a.student_path(root), a.handout(root),
+                    a.public_tests(root), a.hidden_tests(root), *a.provided_files(root)]
+        problems += [f"{a.name}: {p.relative_to(root)} is missing" for p in required
+                     if not p.exists()]
+        folder = root / "assignments" / a.name
+        extra = sorted(p.name for p in folder.glob("*.py")
+                       if p.name != a.student_file and p.name not in a.provided)
+        problems += [f"{a.name}: assignments/{a.name}/{name} is not in the manifest's "
+                     "provided_files (it would be released but never given to the worker)"
+                     for name in extra]
+        ids = [t.id for t in a.tasks]
+        if len(set(ids)) != len(ids):
+            problems.append(f"{a.name}: task ids repeat: {ids}")
+    return problems
+
+
+def import_problems(assignments: list[Assignment], root: Path = REPO) -> list[str]:
+    """Every stub imports cleanly, beside its provided files, in one fresh interpreter."""
+    stubs = [(a.name, str(a.student_path(root))) for a in assignments]
+    code = f"""
+import importlib.util, json, sys, traceback
+failures = {{}}
+for name, path in {stubs!r}:
+    folder = path.rsplit("/", 1)[0]
+    sys.path.insert(0, folder)
+    try:
+        spec = importlib.util.spec_from_file_location("stub_" + name, path)
+        spec.loader.exec_module(importlib.util.module_from_spec(spec))
+    except BaseException:
+        failures[name] = traceback.format_exc()[-800:]
+    sys.path.remove(folder)
+print(json.dumps(failures))
+"""
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            timeout=300)
+    try:
+        failures = json.loads(result.stdout.strip().splitlines()[-1])
+    except (IndexError, ValueError):
+        return [f"importing the stubs failed:\n{result.stderr[-800:]}"]
+    return [f"{name}: the stub does not import:\n{error}" for name, error in failures.items()]
+
+
+def task_problems(assignments: list[Assignment], records: list[dict]) -> list[str]:
+    """Each test's task is declared by its manifest; each declared task has a test."""
+    problems = []
+    by_name = {a.name: a for a in assignments}
+    seen: set[tuple[str, str]] = set()
+    for record in records:
+        assignment = by_name.get(record["assignment"])
+        if assignment is None:
+            continue
+        task = record["task"]
+        if task is None:
+            problems.append(f"{record['nodeid']}: no @pytest.mark.task(...) marker")
+        elif task not in assignment.titles:
+            problems.append(f"{record['nodeid']}: task {task} is not in "
+                            f"assignments/{assignment.name}/{MANIFEST}")
+        else:
+            seen.add((assignment.name, task))
+    for a in assignments:
+        problems += [f"{a.name}: task {t.id} has no tests" for t in a.tasks
+                     if (a.name, t.id) not in seen]
+    return sorted(set(problems))
+
+
+def grading_problems(assignments: list[Assignment], log=print) -> list[str]:
+    """The reference scores full marks; the released stubs score 0 without crashing."""
+    problems = []
     with tempfile.TemporaryDirectory() as tmp:
         staged = stage_reference(assignments)
         report = grade(staged, GradeOptions(assignments, output=Path(tmp) / "ref.json"), log)
@@ -46,14 +139,3 @@ def validate(assignments: list[Assignment], quick: bool = False, log=print) -> l
             problems.append(f"released stubs score {report.score:g} (should be 0); passing: "
                             f"{', '.join(passing[:10])}; ungradable: {len(report.ungradable)}")
     return problems
-
-
-def _import_problem(assignment: Assignment) -> str | None:
-    """The stub must import cleanly in a fresh interpreter."""
-    folder = assignment.student_path(REPO).parent
-    code = f"import sys; sys.path.insert(0, {str(folder)!r}); import {assignment.module}"
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                            timeout=120)
-    if result.returncode != 0:
-        return f"{assignment.name}: the stub does not import:\n{result.stderr[-800:]}"
-    return None

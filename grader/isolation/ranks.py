@@ -5,7 +5,7 @@ ranks at once. A `RankGroup` is N `WorkerProcess`es (grader/isolation/worker.py)
 per rank, each with the student's module imported and a gloo (or NCCL)
 default process group joined over loopback:
 
-    group = rank_group(request, world_size=2)        # pytest fixture helper
+    group = ranks(2)                 # the `ranks` fixture (grader/kit/ranks.py)
     results = group.run(probe, per_rank=[(w0,), (w1,)], steps=3)
     # -> [value from rank 0, value from rank 1]
 
@@ -19,9 +19,9 @@ it), and returns the per-rank values. Rules:
   collective that will never complete.
 - A crash or hang on any rank poisons the whole group (its collectives can
   never complete): the rest of the current test fails at once with
-  `StudentCrash`, and the next test gets a fresh group. As for single workers
-  (grader/isolation/worker.py, STRIKES), what crashed or hung in two tests is not run
-  again; the group counts it (per probe, or per `strike_key`), not each rank.
+  `StudentCrash`, and the next test gets a fresh group. As for single workers,
+  what crashed or hung in two tests is not run again (grader/isolation/strikes.py);
+  the group counts it (per probe, or per `strike_key`), not each rank.
 - What the ranks printed during the test rides on the raised exception
   (`student_output`, shown beside the failure), rank by rank.
 - After any exception the default process group is rebuilt before the next
@@ -30,9 +30,6 @@ it), and returns the per-rank values. Rules:
 - Every process group has a timeout (`collective_timeout_s`), and every call
   a wall-clock timeout (the assignment's `call_timeout_s`): a mismatch of
   collectives between ranks ends in bounded time, never a stalled grading run.
-
-Groups are kept alive across tests (a worker start costs seconds: it imports
-torch), one per (backend, world size), and stopped when the session ends.
 """
 
 from __future__ import annotations
@@ -43,23 +40,15 @@ import socket
 import time
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from dataclasses import dataclass
-from pathlib import Path
 
 import torch
 import torch.distributed as dist
 
-from grader.course import assignment_of_path
+from grader.isolation.errors import GraderFault, StudentCrash, StudentError
+from grader.isolation.proxies import call_remote
 from grader.isolation.sandbox import sandbox
-from grader.isolation.worker import (
-    OUTPUT_SHOWN_BYTES,
-    STRIKES,
-    GraderFault,
-    StudentCrash,
-    StudentError,
-    WorkerConfig,
-    WorkerProcess,
-    call_remote,
-)
+from grader.isolation.strikes import Strikes
+from grader.isolation.worker import OUTPUT_SHOWN_BYTES, WorkerConfig, WorkerProcess
 from grader.kit.probes import probe_source
 
 #: Environment for every rank: gloo talks over loopback only.
@@ -100,6 +89,7 @@ class GroupConfig:
     call_timeout_s: float = 60.0
     collective_timeout_s: float = 20.0
     backend: str = "gloo"
+    problem: str | None = None    # why the student's file was not collected (WorkerConfig)
 
 
 class RankGroup:
@@ -111,16 +101,16 @@ class RankGroup:
         self.config = config
         self.workers = [WorkerProcess(WorkerConfig(
             scratch_files=dict(config.scratch_files), module=config.module,
-            call_timeout_s=config.call_timeout_s, extra_environment=dict(RANK_ENVIRONMENT)))
+            call_timeout_s=config.call_timeout_s, extra_environment=dict(RANK_ENVIRONMENT),
+            problem=config.problem), strikes=Strikes(limit=None))  # the group counts them
             for _ in range(config.world_size)]
         # one thread per rank, for the group's lifetime (see _each)
         self.executors = [ThreadPoolExecutor(1, thread_name_prefix=f"rank{r}")
                           for r in range(config.world_size)]
         self.joined = False        # every worker is in the current process group
         self.poisoned: str | None = None
-        self.strikes: dict[str, tuple[int, str]] = {}  # probe or strike_key -> (count, why)
+        self.strikes = Strikes()  # per probe or strike_key, for the whole group
         self.calls = 0
-        self.restarts = 0
         self.killed: set[int] = set()  # ranks killed after GRACE_S in the last call
 
     @property
@@ -162,8 +152,6 @@ class RankGroup:
             outcomes = self._each(lambda rank, worker, target=target, address=address: call_remote(
                 worker, target, [rank, self.world_size, self.config.backend, address,
                                  self.config.collective_timeout_s], {}))
-            for worker in self.workers:  # the join is trusted code: never a strike
-                worker.strikes.clear()
             errors = [o for o in outcomes if isinstance(o, BaseException)]
             if not errors:
                 if any(o != [r, self.world_size, self.world_size]
@@ -178,7 +166,6 @@ class RankGroup:
 
     def _restart(self) -> None:
         self.stop()
-        self.restarts += 1
         for worker in self.workers:  # the group decides what a crash poisons (self.poisoned)
             worker.poisoned = None
         self._each(lambda rank, worker: worker.start())
@@ -190,8 +177,8 @@ class RankGroup:
 
         per_rank: None, or one tuple of leading arguments per rank.
         strike_key: what a crash or hang is counted against (default: the probe's name).
-            Like WorkerProcess's strikes, but for the group: after STRIKES tests in which
-            it crashed or hung, the key's later calls fail at once.
+            As for a single worker (grader/isolation/strikes.py), but counted once for the
+            whole group: after STRIKES tests in which it crashed or hung, it is not run again.
         Returns the list of per-rank results (plain data).
         """
         if per_rank is not None and len(per_rank) != self.world_size:
@@ -199,10 +186,7 @@ class RankGroup:
         if self.poisoned is not None:
             raise StudentCrash(self.poisoned)
         key = strike_key or f"the probe {probe.__name__}"
-        count, reason = self.strikes.get(key, (0, ""))
-        if count >= STRIKES:
-            raise StudentCrash(f"not run again: {key} crashed or timed out in {count} earlier "
-                               f"tests (last time: {reason})")
+        self.strikes.check(key)
         if not self.joined or any(w.process is None for w in self.workers):
             self._start()
         source = probe_source(probe)
@@ -215,8 +199,6 @@ class RankGroup:
             return call_remote(worker, target, [*leading, *args], kwargs, seed=seed + rank)
 
         outcomes = self._each(call, stop_on_error=True)
-        for worker in self.workers:  # strikes are counted here, for the whole group
-            worker.strikes.clear()
         errors = [(r, o) for r, o in enumerate(outcomes) if isinstance(o, BaseException)]
         if not errors:
             return outcomes
@@ -237,7 +219,7 @@ class RankGroup:
                           key=lambda item: (_reacts_to_a_peer(item[1]), item[0]))
         if isinstance(error, StudentCrash) or "timed out" in str(error).lower():
             # the cause is a crash or a hang: the rest of this test fails at once
-            self.strikes[key] = (count + 1, f"rank {rank}: {error}"[:300])
+            self.strikes.record(key, f"rank {rank}: {error}"[:300])
             self.poisoned = f"rank {rank} of {self.world_size}: {error}"
         printed = self.printed()[-OUTPUT_SHOWN_BYTES:]
         if not isinstance(error, StudentCrash):
@@ -307,39 +289,3 @@ def _on_rank(error: BaseException, rank: int, world_size: int) -> BaseException:
         rebuilt = StudentError(f"{type(error).__name__}: {message}")
     rebuilt.student_traceback = getattr(error, "student_traceback", "")
     return rebuilt
-
-
-# ------------------------------------------------------------- for pytest --
-_GROUPS: dict[tuple, RankGroup] = {}
-
-
-def rank_group(request, world_size: int, backend: str = "gloo") -> RankGroup:
-    """The session's group for this test's assignment, world size and backend.
-
-    Student code under test is the submission's file (grader/kit/plugin.py's
-    Session decides which), plus the assignment's provided files. The group is
-    reused across tests and stopped at the end of the session.
-    """
-    session = request.config.llmlab
-    assignment = assignment_of_path(Path(str(request.node.fspath)))
-    if assignment is None:
-        raise RuntimeError(f"{request.node.nodeid} is not inside an assignment's tests")
-    key = (assignment.name, str(session.student_file(assignment)), world_size, backend)
-    group = _GROUPS.get(key)
-    if group is None:
-        files = {p.name: p for p in assignment.provided_files()}
-        files[assignment.student_file] = session.student_file(assignment)
-        group = RankGroup(GroupConfig(
-            world_size=world_size, scratch_files=files, module=assignment.module,
-            call_timeout_s=assignment.call_timeout_s,
-            collective_timeout_s=max(1.0, assignment.call_timeout_s / 2), backend=backend))
-        _GROUPS[key] = group
-        request.config.add_cleanup(lambda: _stop(key))
-    group.new_test()
-    return group
-
-
-def _stop(key) -> None:
-    group = _GROUPS.pop(key, None)
-    if group is not None:
-        group.close()

@@ -1,15 +1,16 @@
-"""Trusted side of the worker: start it, talk to it, survive it.
+"""One worker process: start it, talk to it, survive it.
 
-`StudentProxy` is what tests see as the `student` fixture when grading:
-`student.absmax_quantize(x)` sends the call to a `WorkerProcess`, which runs
-the student's module in a separate, restartable process (see worker_main.py
-for the wire protocol). Nothing the worker sends back is trusted beyond
-being plain data: replies are read with `torch.load(weights_only=True)`.
+A `WorkerProcess` runs the student's module in a separate, restartable
+process (grader/isolation/worker_main.py, started inside the sandbox of
+grader/isolation/sandbox.py) and sends it requests (grader/isolation/wire.py).
+Nothing the worker sends back is trusted beyond being plain data, and every
+wait for a reply is bounded: by the call's timeout, and by a watch on the
+worker's resident memory. Tests reach it through `StudentProxy`
+(grader/isolation/proxies.py).
 """
 
 from __future__ import annotations
 
-import builtins
 import functools
 import os
 import select
@@ -22,26 +23,23 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from grader.isolation import worker_main as wire
+from grader.isolation import wire
+from grader.isolation.errors import (
+    GraderFault,
+    NotGraded,
+    StudentCrash,
+    describe_exit,
+    rebuild_exception,
+)
 from grader.isolation.sandbox import RESIDENT_LIMIT_BYTES, GiB, sandbox, worker_environment
+from grader.isolation.strikes import Strikes
 
-WORKER_SCRIPT = Path(wire.__file__)
-OUTPUT_TAIL_BYTES = 4000
+WORKER_SCRIPT = Path(__file__).with_name("worker_main.py")  # both copied into the scratch
+WIRE_MODULE = Path(wire.__file__)                           # dir, as _worker_main.py, _wire.py
+OUTPUT_TAIL_BYTES = 1500  # of what a worker printed before failing to start
 OUTPUT_SHOWN_BYTES = 1000  # of the student's own prints, shown beside a failure
+IMPORT_TIMEOUT_S = 120.0   # starting Python and importing torch and the student's module
 WATCH_S = 0.25   # how often a waiting call checks the worker's memory
-STRIKES = 2      # tests a function may crash or hang in before it is no longer run
-
-
-class StudentError(Exception):
-    """The student's code raised an exception that is not a Python builtin."""
-
-
-class StudentCrash(Exception):
-    """The worker died, hung or misbehaved while running student code."""
-
-
-class GraderFault(Exception):
-    """The grader or the machine failed; the test is ungradable, not failed."""
 
 
 @dataclass
@@ -49,22 +47,22 @@ class WorkerConfig:
     scratch_files: dict[str, Path]      # name in the scratch dir -> source file
     module: str                         # the student module to import
     call_timeout_s: float = 60.0
-    import_timeout_s: float = 120.0
-    environment: dict[str, str] | None = None       # None: sandbox.worker_environment
-    extra_environment: dict[str, str] | None = None  # added to it (e.g. GLOO_SOCKET_IFNAME)
+    extra_environment: dict[str, str] | None = None  # added to sandbox.worker_environment
+    problem: str | None = None  # why the student's file was not collected: every call says it
 
 
 class WorkerProcess:
     """One worker process, started lazily and restarted after a crash or hang."""
 
-    def __init__(self, config: WorkerConfig):
+    def __init__(self, config: WorkerConfig, strikes: Strikes | None = None):
         self.config = config
         self.process: subprocess.Popen | None = None
         self.scratch: Path | None = None
         self.import_failure: str | None = None  # deterministic: remembered, not retried
+        self.not_graded: str | None = None      # no student file was taken: why
         self.start_failure: str | None = None
         self.poisoned: str | None = None         # a crash earlier in the current test
-        self.strikes: dict[str, tuple[int, str]] = {}  # function -> (crashes, last reason)
+        self.strikes = strikes or Strikes()  # a rank group's ranks: Strikes(limit=None)
         self.test_mark: tuple[int | None, int] = (None, 0)  # (pid, output offset) at test start
         self.printed_before_stop = ""
         self.starts = 0
@@ -74,14 +72,30 @@ class WorkerProcess:
         """Start the worker and import the student's module; failures are recorded in
         start_failure (the grader's fault) or import_failure (the submission's)."""
         self.stop()
+        self.not_graded = self._submission_problem()
+        if self.not_graded:
+            return
+        self._spawn()
+        if self.process is not None:
+            self._import_student_module()
+
+    def _submission_problem(self) -> str | None:
+        """Why there is no student file to run, in words that are the same every run."""
+        if self.config.problem:  # collect.py left the file out, and said why
+            return self.config.problem
         missing = [name for name, p in self.config.scratch_files.items() if not Path(p).is_file()]
         if missing:  # the name only: a temporary path would change from run to run
-            self.import_failure = f"{missing[0]} is missing from the submission"
-            return
+            return f"{missing[0]} is missing from the submission"
+        return None
+
+    def _spawn(self) -> None:
+        """A fresh scratch dir with the files, and the worker process started in the
+        sandbox; if it does not start or greet, start_failure says why."""
         self.scratch = Path(tempfile.mkdtemp(prefix="llmlab-worker-"))
         for name, source in self.config.scratch_files.items():
             shutil.copyfile(source, self.scratch / name)
         shutil.copyfile(WORKER_SCRIPT, self.scratch / "_worker_main.py")
+        shutil.copyfile(WIRE_MODULE, self.scratch / "_wire.py")
         self.output = open(self.scratch / "_output.txt", "w+b")
         box = sandbox()
         uid = box.new_uid()
@@ -94,8 +108,7 @@ class WorkerProcess:
             self.process = subprocess.Popen(
                 command, cwd=self.scratch, stdin=subprocess.DEVNULL, stdout=self.output,
                 stderr=subprocess.STDOUT, pass_fds=(to_worker_r, from_worker_w),
-                env={**(self.config.environment or worker_environment(self.scratch)),
-                     **(self.config.extra_environment or {})},
+                env={**worker_environment(self.scratch), **(self.config.extra_environment or {})},
                 start_new_session=True, preexec_fn=functools.partial(box.enter, uid, self.scratch),
             )
         except (OSError, subprocess.SubprocessError) as error:
@@ -110,18 +123,24 @@ class WorkerProcess:
                 os.close(from_worker_w)
         self.to_worker, self.from_worker = to_worker_w, from_worker_r
         self.starts += 1
+        self._await_greeting()
+
+    def _await_greeting(self) -> None:
+        """The worker says it is ready before anything else; otherwise it never started."""
         try:
-            hello = self._receive(self.config.import_timeout_s)
+            hello = self._receive(IMPORT_TIMEOUT_S)
         except StudentCrash as crash:
             hello = f"nothing ({crash})"
-        if hello != {"ok": True, "value": "ready"}:
-            output = self.output_tail()[-1500:]
+        if hello != wire.READY:
+            output = self.output_tail()
             self.stop()
             self.start_failure = f"the worker process could not start: got {hello}\n{output}"
-            return
+
+    def _import_student_module(self) -> None:
+        """Import the student's module in the worker; if that fails, import_failure says how."""
         try:
             reply = self._exchange({"op": "load", "module": self.config.module},
-                                   self.config.import_timeout_s, during="importing your module")
+                                   IMPORT_TIMEOUT_S, during="importing your module")
         except StudentCrash as crash:  # exited, hung or garbled while importing
             self.import_failure = f"your module crashed at import: {crash}"
             return
@@ -136,6 +155,8 @@ class WorkerProcess:
         (and from this one place, so hypothesis sees one consistent failure)."""
         if self.start_failure:
             raise GraderFault(self.start_failure)
+        if self.not_graded:
+            raise NotGraded(self.not_graded)
         if self.import_failure:
             raise StudentCrash(self.import_failure)
 
@@ -181,7 +202,7 @@ class WorkerProcess:
         return self.printed_before_stop + self.output.read().decode("utf-8", "replace")
 
     def output_tail(self) -> str:
-        """The last few KB the student's code printed (never parsed, only shown)."""
+        """The last OUTPUT_TAIL_BYTES the worker printed (never parsed, only shown)."""
         if self.process is None:
             return ""
         self.output.flush()
@@ -196,16 +217,13 @@ class WorkerProcess:
         After a crash or timeout the rest of the current test fails at once, the
         same way (a hang must not cost a timeout per hypothesis example); the
         next test (new_test) gets a fresh worker. A function that crashed or hung
-        in STRIKES tests is not run again in this grading run: its later tests
-        fail at once, so an infinite loop costs two timeouts, not one per test.
+        in too many tests is not run again (grader/isolation/strikes.py).
         """
         key = _target_name(message)
-        if self.poisoned is None and self.strikes.get(key, (0, ""))[0] >= STRIKES:
-            count, reason = self.strikes[key]
-            raise StudentCrash(f"not run again: {key} crashed or timed out in {count} earlier "
-                               f"tests (last time: {reason})")
         if self.poisoned is None:
-            if self.process is None and not (self.start_failure or self.import_failure):
+            self.strikes.check(key)
+            if self.process is None and not (self.start_failure or self.import_failure
+                                             or self.not_graded):
                 self.start()
             self._raise_if_broken()
             try:
@@ -213,8 +231,7 @@ class WorkerProcess:
                                        during="running your code")
             except StudentCrash as crash:
                 self.poisoned = str(crash)
-                count = self.strikes.get(key, (0, ""))[0] + 1
-                self.strikes[key] = (count, self.poisoned)
+                self.strikes.record(key, self.poisoned)
             else:
                 if reply["ok"]:
                     return reply["value"]
@@ -250,6 +267,8 @@ class WorkerProcess:
         return reply
 
     def _receive(self, timeout_s: float) -> object:
+        """The worker's next frame, as plain data; a hang, a memory bomb or a forged frame
+        is a StudentCrash."""
         deadline = time.monotonic() + timeout_s
         header = self._read(wire.HEADER.size, deadline, timeout_s)
         (length,) = wire.HEADER.unpack(header)
@@ -261,6 +280,7 @@ class WorkerProcess:
             raise StudentCrash(f"the worker sent data that is not plain ({error})") from None
 
     def _read(self, n: int, deadline: float, timeout_s: float) -> bytes:
+        """n bytes from the worker, checking its memory every WATCH_S while it computes."""
         chunks, remaining = [], n
         while remaining:
             left = deadline - time.monotonic()
@@ -296,129 +316,3 @@ def resident_bytes(pid: int) -> int:
             return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
     except (OSError, ValueError, IndexError):
         return 0
-
-
-def describe_exit(code: int | None) -> str:
-    if code is None:
-        return "the worker closed its channel"
-    if code < 0:
-        name = signal.Signals(-code).name if -code in signal.Signals._value2member_map_ else code
-        if name == "SIGKILL":
-            return "the worker was killed (SIGKILL: likely over its memory or CPU limit)"
-        return f"the worker died from signal {name}"
-    return f"the worker exited with code {code}"
-
-
-def rebuild_exception(error: dict) -> Exception:
-    """The student's exception as a trusted object of a builtin type where possible,
-    so `pytest.raises(ValueError)` works the same in-process and across the wire."""
-    message = f"{error['message']}"
-    cls = getattr(builtins, error["type"], None) if error.get("builtin") else None
-    if isinstance(cls, type) and issubclass(cls, Exception) and cls.__module__ == "builtins":
-        try:
-            rebuilt = cls(message)
-        except Exception:
-            rebuilt = StudentError(f"{error['type']}: {message}")
-    else:
-        rebuilt = StudentError(f"{error['type']}: {message}")
-    rebuilt.student_traceback = error.get("traceback", "")
-    return rebuilt
-
-
-class RemoteObject:
-    """A student object that lives in the worker (a class instance, a bound method)."""
-
-    def __init__(self, worker: WorkerProcess, handle: int, type_name: str):
-        self._worker, self._handle, self._type_name = worker, handle, type_name
-
-    def __getattr__(self, name: str):
-        if name.startswith("_"):  # printers probe _repr_pretty_ and friends: not ours
-            raise AttributeError(name)
-        return from_wire(self._worker, self._worker.request(
-            {"op": "getattr", "target": ("handle", self._handle, name)}))
-
-    def __call__(self, *args, **kwargs):
-        return call_remote(self._worker, ("handle", self._handle, None), args, kwargs)
-
-    def __repr__(self) -> str:
-        return f"<student {self._type_name}>"
-
-
-class StudentProxy:
-    """The student's module, seen from the trusted process."""
-
-    def __init__(self, worker: WorkerProcess, module: str, seed: int = 0):
-        self._worker, self._module, self._seed = worker, module, seed
-        self._calls = 0
-
-    def __getattr__(self, name: str):
-        if name.startswith("_"):  # the API is public names; printers probe _repr_pretty_
-            raise AttributeError(name)
-        return RemoteFunction(self, name)
-
-    def __repr__(self) -> str:
-        return f"<student {self._module}>"
-
-
-class RemoteFunction:
-    def __init__(self, proxy: StudentProxy, name: str):
-        self.proxy, self.name = proxy, name
-
-    def __call__(self, *args, **kwargs):
-        proxy = self.proxy
-        proxy._calls += 1
-        target = ("module", proxy._module, self.name)
-        return call_remote(proxy._worker, target, args, kwargs, seed=proxy._seed + proxy._calls)
-
-    def __repr__(self) -> str:
-        return f"<student {self.proxy._module}.{self.name}>"
-
-
-def call_remote(worker, target, args, kwargs, seed: int = 0, return_args: bool = False):
-    message = {"op": "call", "target": target, "args": list(to_wire(args)),
-               "kwargs": to_wire(kwargs), "seed": seed, "return_args": return_args}
-    return from_wire(worker, worker.request(message))
-
-
-def triton_launches(student) -> int:
-    """How many Triton kernel launches the student's code has made so far (worker only)."""
-    if not isinstance(student, StudentProxy):
-        raise TypeError("launches are counted in the worker: use a hidden (isolated) test")
-    stats = student._worker.request({"op": "stats"})
-    return int(stats["triton_launches"])
-
-
-def call_and_inspect_inputs(student, name: str, *args):
-    """Call student.<name>(*args); return (result, args as they are after the call).
-
-    In-process the arguments are the caller's own objects; across the process
-    boundary the worker sends back its copies, so in-place changes show either way.
-    """
-    if not isinstance(student, StudentProxy):
-        return getattr(student, name)(*args), args
-    student._calls += 1
-    reply = call_remote(student._worker, ("module", student._module, name), args, {},
-                        seed=student._seed + student._calls, return_args=True)
-    if type(reply) is not dict or set(reply) != {"result", "args"}:
-        raise StudentCrash("the worker sent a malformed reply")
-    return reply["result"], tuple(reply["args"])
-
-
-def to_wire(value):
-    if isinstance(value, RemoteObject):
-        return {"__handle__": value._handle}
-    if type(value) in (list, tuple):
-        return type(value)(to_wire(v) for v in value)
-    if type(value) is dict:
-        return {k: to_wire(v) for k, v in value.items()}
-    return value
-
-
-def from_wire(worker, value):
-    if type(value) is dict and "__handle__" in value:
-        return RemoteObject(worker, value["__handle__"], value.get("type", "object"))
-    if type(value) in (list, tuple):
-        return type(value)(from_wire(worker, v) for v in value)
-    if type(value) is dict:
-        return {k: from_wire(worker, v) for k, v in value.items()}
-    return value

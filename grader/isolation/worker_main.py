@@ -1,34 +1,14 @@
 """The worker: the only process that ever runs student code.
 
-This file is self-contained (standard library and torch only) because it is
-copied into the worker's scratch directory and run from there with
-`python -I worker_main.py`; it must not import the grader, the hidden tests
-or the reference solutions, and cannot (they are not on its sys.path).
+This file is self-contained (standard library, torch and the wire format)
+because it is copied into the worker's scratch directory and run from there
+with `python -I _worker_main.py`; it must not import the grader, the hidden
+tests or the reference solutions, and cannot (they are not on its sys.path).
+What crosses the pipe, and how, is described in one place: wire.py, of which
+the worker gets a copy, `_wire.py`, beside this file.
 
-Wire protocol, the one place it is described
---------------------------------------------
-Both directions carry *frames*: an 8-byte little-endian length, then a
-payload written by `torch.save` and read back with
-`torch.load(weights_only=True)`, so only plain data can cross: tensors,
-dtypes, devices, sizes, numbers, strings, None, and lists/tuples/dicts of
-those. Any other object stays in the worker and crosses as a *handle*
-`{"__handle__": id, "type": "ClassName"}` that later requests can name.
-
-Requests (trusted -> worker), one dict each:
-    {"op": "load",    "module": name}                         import the student module
-    {"op": "call",    "target": T, "args": [...], "kwargs": {...}, "seed": int,
-                      "return_args": bool}   # True: reply {"result": ..., "args": [...]}
-    {"op": "getattr", "target": T}
-    {"op": "release", "handle": id}
-    {"op": "stats"}                        -> {"triton_launches": int}
-where T is ("module", module_name, attribute), ("handle", id, attribute or None) or
-("probe", module_name, (source, function_name)): a trusted driver function (grader/kit/probes.py)
-defined from its source in a namespace of torch, nn, F, math and dist, called with the
-student's module as its first argument.
-Replies (worker -> trusted):
-    {"ok": True,  "value": plain data}
-    {"ok": False, "error": {"type": "ValueError", "message": "...", "traceback": "..."}}
-The worker writes {"ok": True, "value": "ready"} once, before any request.
+The trusted side imports this module too, for `define_probe`: a probe run
+in-process is defined exactly as the worker defines it.
 """
 
 from __future__ import annotations
@@ -36,58 +16,24 @@ from __future__ import annotations
 import builtins
 import functools
 import importlib
-import io
 import os
-import struct
 import sys
 import traceback
 from collections import OrderedDict
 
-HEADER = struct.Struct("<Q")
-MAX_FRAME_BYTES = 1 << 31
+if __name__ == "__main__":
+    # python -I leaves the script's directory off sys.path: add it, for _wire.py.
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    import _wire as wire
+else:
+    from grader.isolation import wire
+
 PLAIN_SCALARS = (int, float, bool, str, bytes, type(None))
 
 
-# ---------------------------------------------------------------- framing --
-def write_frame(fd: int, message: object) -> None:
-    import torch
-
-    buffer = io.BytesIO()
-    torch.save(message, buffer)
-    payload = buffer.getvalue()
-    data = HEADER.pack(len(payload)) + payload
-    view = memoryview(data)
-    while view:
-        written = os.write(fd, view)
-        view = view[written:]
-
-
-def read_exactly(fd: int, n: int) -> bytes:
-    chunks, remaining = [], n
-    while remaining:
-        chunk = os.read(fd, min(remaining, 1 << 20))
-        if not chunk:
-            raise EOFError("the other end closed the channel")
-        chunks.append(chunk)
-        remaining -= len(chunk)
-    return b"".join(chunks)
-
-
-def decode_frame(payload: bytes) -> object:
-    import torch
-
-    return torch.load(io.BytesIO(payload), weights_only=True, map_location=None)
-
-
-def read_frame(fd: int) -> object:
-    (length,) = HEADER.unpack(read_exactly(fd, HEADER.size))
-    if length > MAX_FRAME_BYTES:
-        raise ValueError(f"frame of {length} bytes is too large")
-    return decode_frame(read_exactly(fd, length))
-
-
-# ------------------------------------------------------------ worker side --
 class Worker:
+    """The student's modules and the objects they made, serving one request at a time."""
+
     def __init__(self) -> None:
         self.modules: dict[str, object] = {}
         self.handles: dict[int, object] = {}
@@ -178,25 +124,22 @@ class Worker:
             return self.export(self.resolve(request["target"]))
         if op == "stats":
             return {"triton_launches": self.triton_launches}
-        if op == "release":
-            self.handles.pop(request["handle"], None)
-            return None
         raise ValueError(f"unknown op {op!r}")
 
     def serve(self, fd_in: int, fd_out: int) -> None:
-        write_frame(fd_out, {"ok": True, "value": "ready"})
+        wire.write_frame(fd_out, wire.READY)
         while True:
             try:
-                request = read_frame(fd_in)
+                request = wire.read_frame(fd_in)
             except EOFError:
                 return
             try:
                 reply = {"ok": True, "value": self.handle(request)}
-                write_frame(fd_out, reply)
+                wire.write_frame(fd_out, reply)
             except BaseException as error:  # noqa: BLE001 - everything is reported
                 if isinstance(error, KeyboardInterrupt):
                     raise
-                write_frame(fd_out, {"ok": False, "error": describe_error(error)})
+                wire.write_frame(fd_out, {"ok": False, "error": describe_error(error)})
 
 
 def probe_namespace() -> dict:

@@ -1,2 +1,3 @@
-"""The test kit that assignment authors import: the pytest plugin, probes, checks,
-strategies, failure descriptions, hypothesis profiles and dtype tolerances."""
+"""The test kit that assignment authors import: the pytest plugin, the `ranks` fixture,
+probes, checks, observers (kernel launches, changed inputs), strategies, failure
+descriptions, hypothesis profiles and dtype tolerances."""

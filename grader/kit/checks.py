@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 
 from grader.kit.describe import describe_tensor, describe_value
-from grader.kit.tolerance import tolerance
+from grader.kit.tolerance import Tolerance, tolerance
 
 
 def assert_tensor(value, *, dtype=None, shape=None, device=None, what="result") -> None:
@@ -49,26 +49,36 @@ def assert_equal(got, expected, message: str, **context) -> None:
     assert_all(same, message, got=got, expected=expected, **context)
 
 
-def assert_close(got, expected, message: str, *, dtype=None, **context) -> None:
-    """Close within the tolerance of `dtype` (default: got's dtype), elementwise.
+def assert_close(got, expected, message: str, *, tol: Tolerance | None = None, dtype=None,
+                 magnitude=None, atol_scale: float = 1.0, may_vanish: bool = False,
+                 **context) -> None:
+    """Elementwise |got - expected| <= atol * atol_scale + rtol * magnitude, in float64.
 
-    `expected` may be float64; the comparison is done in float64. Refuses a
-    comparison that an all-zeros answer would pass.
+    tol:        the tolerance (default: that of `dtype`, else of got's dtype).
+    magnitude:  what rtol is relative to (default |expected|), e.g. the sum of the
+                |terms| of a dot product, which bounds its rounding error better.
+    atol_scale: scales atol, e.g. by max|v| for outputs that are averages of v's rows.
+    may_vanish: the expected value may be ~0 everywhere (e.g. a gradient that is zero
+                analytically); otherwise such a comparison, which an all-zeros answer
+                would pass, is refused as a test bug.
     """
-    tol = tolerance(dtype or got.dtype)
+    tol = tol or tolerance(dtype or got.dtype)
     assert_tensor(got, shape=expected.shape, what=message.split(":")[0])
-    exp = expected.double()
-    if exp.numel() and bool((exp.abs() <= tol.atol).all()) and bool((exp != 0).any()):
+    exp = expected.double().cpu()
+    atol = tol.atol * atol_scale
+    if (not may_vanish and magnitude is None and exp.numel()
+            and bool((exp.abs() <= atol).all()) and bool((exp != 0).any())):
         raise RuntimeError("test bug: reference below atol everywhere; the check cannot fail")
-    close = (got.double() - exp).abs() <= tol.atol + tol.rtol * exp.abs()
-    close |= torch.isinf(exp) & (got.double() == exp)
-    assert_all(close, f"{message} (rtol {tol.rtol:g}, atol {tol.atol:g})",
+    scale = exp.abs() if magnitude is None else torch.as_tensor(magnitude).double().cpu()
+    close = (got.double().cpu() - exp).abs() <= atol + tol.rtol * scale
+    close |= torch.isinf(exp) & (got.double().cpu() == exp)
+    assert_all(close, f"{message} (rtol {tol.rtol:g}, atol {atol:.3g})",
                got=got, expected=expected, **context)
 
 
 def assert_raises(exceptions, function, *args, what: str, **kwargs) -> BaseException:
     """`function(*args, **kwargs)` raises one of `exceptions` (not another error, not nothing)."""
-    from grader.isolation.worker import GraderFault
+    from grader.isolation.errors import GraderFault
 
     try:
         function(*args, **kwargs)

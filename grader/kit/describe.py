@@ -70,7 +70,7 @@ def describe_value(value) -> str:
 
 def plain_failure(error: BaseException, item=None) -> str:
     """The message a student reads for a failed test."""
-    from grader.isolation.worker import GraderFault, StudentCrash
+    from grader.isolation.errors import GraderFault, NotGraded, StudentCrash
 
     while getattr(error, "exceptions", None):  # hypothesis's Flaky groups: the first cause
         error = error.exceptions[0]
@@ -80,6 +80,8 @@ def plain_failure(error: BaseException, item=None) -> str:
         lines.append(f"Property: {doc.splitlines()[0]}")
     if isinstance(error, GraderFault):
         lines.append(f"UNGRADABLE (not your fault, will be retried): {error}")
+    elif isinstance(error, NotGraded):
+        lines.append(f"Not graded: {error}")
     elif isinstance(error, StudentCrash):
         lines.append(f"Your code did not finish: {error}")
     elif isinstance(error, AssertionError):

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import re
 import sys
 from collections import Counter
 from pathlib import Path
@@ -40,10 +39,16 @@ def pytest_addoption(parser):
     group.addoption("--isolate", action="store_true",
                     help="run the student's code in a worker process for public tests too")
     group.addoption("--results-log", default=None, help="JSON-lines log for the grader")
+    group.addoption("--submission-problem", action="append", default=[], metavar="NAME=WHY",
+                    help="assignment NAME's file was not collected from the submission, and "
+                         "why (grader/pipeline/collect.py): its tests fail saying so")
+    group.addoption("--task", action="append", default=[], metavar="ID",
+                    help="run only the tests of this task, e.g. --task 5.1 (repeatable)")
 
 
 def pytest_configure(config):
     config.addinivalue_line("markers", "points(n): points the test is worth")
+    config.addinivalue_line("markers", 'task(id): the task a test grades, e.g. task("5.1")')
     config.llmlab = Session(config)
     config.pluginmanager.register(config.llmlab, "llmlab-session")
 
@@ -66,6 +71,8 @@ class Session:
         self.root = Path(submission).resolve() if submission else REPO
         self.use_reference = use_reference and submission is None
         self.isolate = config.getoption("--isolate")
+        # assignment -> why its file was not collected (a symlink, too large, missing)
+        self.problems = dict(p.split("=", 1) for p in config.getoption("--submission-problem"))
         self.workers: dict[str, object] = {}
         self.modules: dict[str, object] = {}
         log = config.getoption("--results-log")
@@ -84,13 +91,16 @@ class Session:
             files[assignment.student_file] = self.student_file(assignment)
             self.workers[assignment.name] = WorkerProcess(WorkerConfig(
                 scratch_files=files, module=assignment.module,
-                call_timeout_s=assignment.call_timeout_s))
+                call_timeout_s=assignment.call_timeout_s,
+                problem=self.problems.get(assignment.name)))
         return self.workers[assignment.name]
 
     def in_process_module(self, assignment: Assignment):
         """Import the student's module here, beside the provided files."""
         if assignment.name not in self.modules:
             path = self.student_file(assignment)
+            if assignment.name in self.problems:
+                pytest.fail(self.problems[assignment.name], pytrace=False)
             if not path.is_file():
                 pytest.fail(f"{path} does not exist", pytrace=False)
             for folder in {path.parent, assignment.public_tests().parent}:
@@ -102,6 +112,18 @@ class Session:
             spec.loader.exec_module(module)
             self.modules[assignment.name] = module
         return self.modules[assignment.name]
+
+    def use_submission(self, root: Path) -> None:
+        """Grade the student-shaped tree `root` from now on (grader/authoring/catalogue.py).
+
+        The workers that imported the previous code are stopped and forgotten:
+        the next test starts fresh ones, as a separate grading run would.
+        """
+        for worker in self.workers.values():
+            worker.stop()
+        self.workers.clear()
+        self.modules.clear()
+        self.root, self.use_reference = Path(root).resolve(), False
 
     def write(self, record: dict) -> None:
         if self.log is not None:
@@ -151,7 +173,7 @@ def _is_public(path) -> bool:
 @pytest.fixture
 def student(request):
     """The student's module: in-process for local public tests, else a worker proxy."""
-    from grader.isolation.worker import StudentProxy
+    from grader.isolation.proxies import StudentProxy
 
     session: Session = request.config.llmlab
     assignment = _assignment(request)
@@ -202,6 +224,11 @@ def _seeded():
 def pytest_collection_modifyitems(config, items):
     import torch
 
+    tasks = set(config.getoption("--task"))
+    if tasks:
+        chosen = [item for item in items if task_of(item) in tasks]
+        config.hook.pytest_deselected(items=[i for i in items if task_of(i) not in tasks])
+        items[:] = chosen
     no_gpu = pytest.mark.skip(reason="needs a CUDA GPU (this machine has none)")
     for item in items:
         if "gpu" in item.keywords and not torch.cuda.is_available():
@@ -215,10 +242,10 @@ def points_of(item, cases: int = 1) -> float:
 
 
 def task_of(item) -> str | None:
-    """The module's TASK, or the task in a name like test_1_3_kernel_on_a_tile."""
-    task = getattr(item.module, "TASK", None)
-    match = re.match(r"test_(\d+)_(\d+)_", getattr(item, "originalname", item.name))
-    return task or (f"{match.group(1)}.{match.group(2)}" if match else None)
+    """The task a test belongs to: its closest `@pytest.mark.task("1.3")` (a module's
+    `pytestmark = pytest.mark.task("1.3")` counts), else None."""
+    marker = item.get_closest_marker("task")
+    return str(marker.args[0]) if marker and marker.args else None
 
 
 def _function_key(item) -> tuple:
@@ -237,6 +264,7 @@ def _describe_item(item, cases: int = 1) -> dict:
         "task": task_of(item),
         "suite": "public" if public else "hidden",
         "points": points_of(item, cases),
+        "gpu": "gpu" in item.keywords,
         "doc": doc[0] if doc else "",
     }
 
@@ -246,7 +274,7 @@ def _describe_item(item, cases: int = 1) -> dict:
 def pytest_runtest_makereport(item, call):
     report = yield
     if report.failed and call.excinfo is not None:
-        from grader.isolation.worker import GraderFault
+        from grader.isolation.errors import GraderFault
 
         error = call.excinfo.value
         report.llmlab_ungradable = isinstance(error, GraderFault)

@@ -34,7 +34,7 @@ import inspect
 import textwrap
 import types
 
-from grader.isolation.worker import StudentProxy, call_remote
+from grader.isolation.proxies import StudentProxy, call_remote
 from grader.isolation.worker_main import define_probe
 
 #: The names a probe may use besides its arguments and builtins
@@ -87,10 +87,8 @@ def run_probe(student, probe: types.FunctionType, *args, **kwargs):
     source = probe_source(probe)
     if not isinstance(student, StudentProxy):
         return _detached(define_probe(source, probe.__name__)(student, *args, **kwargs))
-    student._calls += 1
     target = ("probe", student._module, (source, probe.__name__))
-    return call_remote(student._worker, target, args, kwargs,
-                       seed=student._seed + student._calls)
+    return call_remote(student._worker, target, args, kwargs, seed=student._next_seed())
 
 
 def _detached(value):

@@ -1,9 +1,9 @@
 """`grader grade` and `grader test` as a pipeline:
 
-    collect the submission (submission.py)
-    -> run each assignment's suites in a trusted pytest process (runner.py),
-       student code isolated in worker processes (worker.py)
-    -> results.json written after every test, summaries at the end (results.py)
+    collect the submission (collect.py)
+    -> run each assignment's suites in a trusted pytest process (run.py),
+       student code isolated in worker processes (grader/isolation/)
+    -> results.json written after every test, summaries at the end (report.py)
 """
 
 from __future__ import annotations
@@ -31,10 +31,11 @@ class GradeOptions:
     assignments: list[Assignment]
     suite: str = "all"                   # public, hidden, all
     output: Path | None = Path("results.json")
-    budget_s: float = 900.0              # per assignment
+    budget_s: float | None = None        # per assignment; None: the manifest's time_budget_s
     profile: str = "grading"
     isolate: bool = True
     verbose: bool = False
+    tasks: tuple[str, ...] = ()          # only these tasks' tests (e.g. "5.1"); () for all
 
 
 def titles() -> dict[tuple[str, str], str]:
@@ -67,7 +68,10 @@ def grade(staged: Staged, options: GradeOptions, log=print) -> Report:
             continue
         log(f"grading {assignment.name} ({options.suite} tests) ...")
         run = run_suite(assignment, paths, submission=staged.root, isolate=options.isolate,
-                        profile=options.profile, on_record=on_record, budget_s=options.budget_s)
+                        profile=options.profile, on_record=on_record,
+                        budget_s=options.budget_s or assignment.time_budget_s,
+                        problem=staged.problems.get(assignment.name),
+                        extra_args=[arg for task in options.tasks for arg in ("--task", task)])
         if options.verbose:
             log(run.output)
         _close(report, assignment, run, options)
@@ -80,8 +84,9 @@ def _close(report: Report, assignment: Assignment, run, options: GradeOptions) -
     """Tests that never finished: out of time (the submission's doing) or a grader fault."""
     collected = any(t.assignment == assignment.name for t in report.tests.values())
     if run.exit_code is None:
+        budget = options.budget_s or assignment.time_budget_s
         report.close_assignment(assignment.name, "failed",
-                                f"not run: the assignment's time budget of {options.budget_s:g} s "
+                                f"not run: the assignment's time budget of {budget:g} s "
                                 "ran out (is some of your code very slow or stuck?)")
     elif run.exit_code not in PYTEST_EXIT_OK or not collected:
         reason = f"the test runner failed (exit code {run.exit_code}):\n{run.output[-2000:]}"

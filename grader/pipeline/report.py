@@ -28,7 +28,6 @@ class TestResult:
     task: str | None
     suite: str
     points: float
-    doc: str
     status: str = "pending"      # pending, passed, failed, ungradable, skipped
     message: str = ""
 
@@ -62,7 +61,7 @@ class Report:
     # ------------------------------------------------------------ updates --
     def record(self, record: dict) -> None:
         if record["event"] == "collected":
-            fields = {k: record[k] for k in ("nodeid", "name", "task", "suite", "points", "doc")}
+            fields = {k: record[k] for k in ("nodeid", "name", "task", "suite", "points")}
             self.tests[record["nodeid"]] = TestResult(assignment=record["assignment"], **fields)
         elif record["event"] == "finished" and record["nodeid"] in self.tests:
             test = self.tests[record["nodeid"]]
@@ -78,8 +77,7 @@ class Report:
         """A suite that could not even be collected still shows up as a failed line."""
         nodeid = f"{assignment}::<suite>"
         self.tests[nodeid] = TestResult(nodeid, f"{assignment}/(suite could not run)",
-                                        assignment, None, "hidden", 0.0, "", "ungradable",
-                                        message)
+                                        assignment, None, "hidden", 0.0, "ungradable", message)
 
     # ------------------------------------------------------------ queries --
     def graded(self) -> list[TestResult]:
@@ -98,7 +96,8 @@ class Report:
         return [t for t in self.tests.values() if t.status == "ungradable"]
 
     def by_task(self) -> list[tuple[str, str, int, int, float, float]]:
-        """(assignment, task, passed, total, score, max) per task, in collection order."""
+        """(assignment, task, passed, total, score, max) per task, in course order (that of
+        `titles`, which lists the manifests' tasks by assignment number)."""
         rows: dict[tuple[str, str], list] = {}
         for t in self.graded():
             key = (t.assignment, t.task or ("public" if t.suite == "public" else "-"))
@@ -107,7 +106,9 @@ class Report:
             row[1] += 1
             row[2] += t.score
             row[3] += t.points
-        return [(a, task, *row) for (a, task), row in rows.items()]
+        order = {key: i for i, key in enumerate(self.titles)}
+        ordered = sorted(rows, key=lambda key: order.get(key, len(order)))  # stable
+        return [(a, task, *rows[a, task]) for a, task in ordered]
 
     # ------------------------------------------------------------- output --
     def gradescope(self) -> dict:

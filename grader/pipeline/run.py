@@ -29,7 +29,6 @@ POLL_S = 0.5
 class SuiteRun:
     exit_code: int | None       # None: killed at the time budget
     output: str                 # pytest's own console output (trusted)
-    seconds: float
 
 
 def suite_paths(assignment: Assignment, suite: str) -> list[Path]:
@@ -43,8 +42,13 @@ def suite_paths(assignment: Assignment, suite: str) -> list[Path]:
 
 def run_suite(assignment: Assignment, paths: list[Path], *, submission: Path | None,
               isolate: bool, profile: str, on_record: Callable[[dict], None],
-              budget_s: float, extra_args: list[str] | None = None) -> SuiteRun:
-    """Run pytest on `paths` for `submission`, calling `on_record` for each log line."""
+              budget_s: float, extra_args: list[str] | None = None,
+              problem: str | None = None) -> SuiteRun:
+    """Run pytest on `paths` for `submission`, calling `on_record` for each log line.
+
+    problem: why the submission's file was not collected (collect.py); every test
+    fails with it.
+    """
     with tempfile.TemporaryDirectory(prefix="llmlab-run-") as tmp:
         log = Path(tmp) / "log.jsonl"
         log.touch()
@@ -53,6 +57,8 @@ def run_suite(assignment: Assignment, paths: list[Path], *, submission: Path | N
                    "no:cacheprovider", "--results-log", str(log), "-o",
                    "console_output_style=classic", *(extra_args or [])]
         command += ["--submission", str(submission)] if submission else ["--reference"]
+        if problem:
+            command += ["--submission-problem", f"{assignment.name}={problem}"]
         if isolate:
             command.append("--isolate")
         env = dict(os.environ, HYPOTHESIS_PROFILE=profile,
@@ -63,8 +69,7 @@ def run_suite(assignment: Assignment, paths: list[Path], *, submission: Path | N
                                        stdin=subprocess.DEVNULL, env=env,
                                        start_new_session=True, preexec_fn=die_with_parent)
             exit_code = _follow(process, log, on_record, start + budget_s)
-        return SuiteRun(exit_code, console.read_text(errors="replace"),
-                        time.monotonic() - start)
+        return SuiteRun(exit_code, console.read_text(errors="replace"))
 
 
 def _follow(process, log: Path, on_record, deadline: float) -> int | None:

@@ -1,5 +1,4 @@
-"""The `ranks` fixture: ranks(world_size) is a group of worker processes, one per rank,
-running the submission's ddp.py in one gloo process group (grader/isolation/ranks.py).
+"""Test order for the hidden ddp suite (the `ranks` fixture is grader/kit/ranks.py).
 
 Ordering: starting a rank costs seconds (it imports torch), and the mutant catalogue
 stops at the first failure, so tests that need only the two-rank group run first;
@@ -8,10 +7,6 @@ tests that also need the 4-rank or 1-rank group (parametrized `world_size`, or m
 """
 
 from pathlib import Path
-
-import pytest
-
-from grader.isolation.ranks import rank_group
 
 HERE = Path(__file__).resolve().parent
 
@@ -40,15 +35,3 @@ def pytest_collection_modifyitems(config, items):
     for slot, item in zip(slots, ours, strict=True):
         items[slot] = item
 
-
-@pytest.fixture
-def ranks(request):
-    """ranks(n) -> the RankGroup of world size n (kept across tests, fresh after a crash)."""
-    groups = {}
-
-    def get(world_size: int, backend: str = "gloo"):
-        if (world_size, backend) not in groups:  # once per test, not per hypothesis example
-            groups[world_size, backend] = rank_group(request, world_size, backend)
-        return groups[world_size, backend]
-
-    return get

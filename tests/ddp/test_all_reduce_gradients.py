@@ -13,7 +13,7 @@ from grader.kit.checks import assert_close
 from tests.ddp.expect import assert_grads_match, make_problem, single_process_run
 from tests.ddp.test_ddp import assert_same_on_every_rank, run_ddp
 
-TASK = "6.2"
+pytestmark = pytest.mark.task("6.2")
 points = pytest.mark.points
 
 

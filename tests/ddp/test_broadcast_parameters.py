@@ -6,7 +6,7 @@ import torch
 from grader.kit.checks import assert_equal, assert_raises
 from tests.ddp.probes import broadcast_bad_src, broadcast_on_rank
 
-TASK = "6.1"
+pytestmark = pytest.mark.task("6.1")
 points = pytest.mark.points
 
 

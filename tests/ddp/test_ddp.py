@@ -21,7 +21,7 @@ from tests.ddp.expect import (
 )
 from tests.ddp.probes import construct_on_rank, train_on_rank
 
-TASK = "6.3"
+pytestmark = pytest.mark.task("6.3")
 points = pytest.mark.points
 
 

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from tests.ddp.expect import MB, expected_buckets, make_problem, parameter_table
 from tests.ddp.test_ddp import run_ddp
 
-TASK = "6.3"
+pytestmark = pytest.mark.task("6.3")
 points = pytest.mark.points
 
 

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from grader.kit.checks import assert_all, assert_tensor
 from grader.kit.strategies import KERNEL_DEVICE
-from grader.kit.tolerance import (
+from tests.flash_attention.tolerances import (
     FLASH_GRAD_TOLERANCE,
     FLASH_LSE_ATOL,
     FLASH_SCORE_ULPS,

@@ -25,7 +25,7 @@ from tests.flash_attention.expect import (
     traced_call,
 )
 
-TASK = "4.3"
+pytestmark = pytest.mark.task("4.3")
 points = pytest.mark.points
 
 

@@ -8,7 +8,7 @@ are graded by Task 4.3's tests; these points reward doing it in Triton.
 import pytest
 import torch
 
-from grader.isolation.worker import triton_launches
+from grader.kit.observe import triton_launches
 from grader.kit.probes import run_probe
 from tests.flash_attention.expect import (
     MATMUL_OPS,
@@ -19,7 +19,7 @@ from tests.flash_attention.expect import (
 )
 from tests.flash_attention.test_backward_gradients import check_gradients, upstream
 
-TASK = "4.4"
+pytestmark = pytest.mark.task("4.4")
 points = pytest.mark.points
 
 

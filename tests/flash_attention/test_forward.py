@@ -12,8 +12,8 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from grader.isolation.worker import call_and_inspect_inputs, triton_launches
 from grader.kit.checks import assert_all, assert_raises, assert_tensor
+from grader.kit.observe import call_and_inspect_inputs, triton_launches
 from grader.kit.probes import run_probe
 from grader.kit.strategies import KERNEL_DEVICE
 from tests.flash_attention.expect import (
@@ -28,7 +28,7 @@ from tests.flash_attention.expect import (
     traced_call,
 )
 
-TASK = "4.1"
+pytestmark = pytest.mark.task("4.1")
 points = pytest.mark.points
 NOT_CAUSAL = dict(causal=st.just(False))
 

@@ -20,7 +20,7 @@ from tests.flash_attention.expect import (
     make_qkv,
 )
 
-TASK = "4.2"
+pytestmark = pytest.mark.task("4.2")
 points = pytest.mark.points
 
 

@@ -9,7 +9,8 @@ import pytest
 import torch
 from torch import nn
 
-from grader.isolation.worker import StudentProxy, WorkerConfig, WorkerProcess
+from grader.isolation.proxies import StudentProxy
+from grader.isolation.worker import WorkerConfig, WorkerProcess
 from grader.kit.probes import run_probe
 
 STUDENT_SOURCE = """

@@ -6,8 +6,8 @@ import pytest
 import torch
 import torch.distributed as dist
 
+from grader.isolation.errors import StudentCrash
 from grader.isolation.ranks import GroupConfig, RankGroup
-from grader.isolation.worker import StudentCrash
 
 STUDENT = '''
 import time

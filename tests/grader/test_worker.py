@@ -9,15 +9,10 @@ import pytest
 import torch
 
 from grader.course import REPO
+from grader.isolation.errors import GraderFault, StudentCrash, StudentError
+from grader.isolation.proxies import StudentProxy
 from grader.isolation.sandbox import sandbox
-from grader.isolation.worker import (
-    GraderFault,
-    StudentCrash,
-    StudentError,
-    StudentProxy,
-    WorkerConfig,
-    WorkerProcess,
-)
+from grader.isolation.worker import WorkerConfig, WorkerProcess
 
 
 def make_student(tmp_path, source: str, timeout_s: float = 20.0):

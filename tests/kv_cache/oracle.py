@@ -16,8 +16,8 @@ from types import SimpleNamespace
 import torch
 
 from grader.course import REPO
-from grader.kit.checks import assert_all, assert_equal, assert_tensor
-from grader.kit.tolerance import KV_ATTENTION_ATOL_SCALE, KV_LOGITS, tolerance
+from grader.kit.checks import assert_close, assert_equal, assert_tensor
+from tests.kv_cache.tolerances import KV_ATTENTION_ATOL_SCALE, KV_LOGITS
 
 
 # ----------------------------------------------------------------- attention --
@@ -47,16 +47,10 @@ def assert_attention_close(got, expected64, q, v, what="attention output", **con
     scales with max|v| (KV_ATTENTION_ATOL_SCALE); rtol is the dtype's own.
     """
     assert_tensor(got, dtype=q.dtype, shape=expected64.shape, device=q.device.type, what=what)
-    tol = tolerance(q.dtype)
     vmax = float(v.double().abs().max())
     assert vmax > 0, "test bug: v is all zeros, any answer would pass"
-    atol = tol.atol * KV_ATTENTION_ATOL_SCALE * vmax
-    error = (got.double().cpu() - expected64).abs()
-    assert_all(error <= atol + tol.rtol * expected64.abs(),
-               f"{what} differs from the float64 masked softmax "
-               f"(rtol {tol.rtol:g}, atol {atol:.3g})",
-               got=got, expected=expected64, **context)
-
+    assert_close(got, expected64, f"{what} differs from the float64 masked softmax",
+                 dtype=q.dtype, atol_scale=KV_ATTENTION_ATOL_SCALE * vmax, **context)
 
 # --------------------------------------------------------------------- model --
 ORACLE = SimpleNamespace(
@@ -98,11 +92,7 @@ def logits_slack(logits) -> torch.Tensor:
 
 def assert_logits_close(got, expected, what, **context):
     assert_tensor(got, dtype=expected.dtype, shape=expected.shape, what=what)
-    error = (got.double() - expected.double()).abs()
-    assert_all(error <= logits_slack(expected),
-               f"{what} (rtol {KV_LOGITS.rtol:g}, atol {KV_LOGITS.atol:g})",
-               got=got, expected=expected, **context)
-
+    assert_close(got, expected, what, tol=KV_LOGITS, **context)
 
 def assert_same_generation(got, expected, prompt_len, what, **context):
     """Greedy runs agree: the same tokens wherever the expected top-2 logit margin exceeds

@@ -16,7 +16,7 @@ from tests.kv_cache.probes import (
     reset_then_update,
 )
 
-TASK = "3.1"
+pytestmark = pytest.mark.task("3.1")
 points = pytest.mark.points
 CACHE_DTYPES = (torch.float32, torch.float64, torch.float16, torch.bfloat16)
 

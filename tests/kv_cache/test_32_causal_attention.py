@@ -7,11 +7,11 @@ import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
-from grader.isolation.worker import call_and_inspect_inputs
 from grader.kit.checks import assert_all, assert_equal, assert_raises, assert_tensor
+from grader.kit.observe import call_and_inspect_inputs
 from tests.kv_cache.oracle import assert_attention_close, naive_attention
 
-TASK = "3.2"
+pytestmark = pytest.mark.task("3.2")
 points = pytest.mark.points
 DTYPES = (torch.float32, torch.float64, torch.float16, torch.bfloat16)
 GQA_RATIOS = (1, 2, 4, 8)

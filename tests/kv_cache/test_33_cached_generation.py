@@ -20,7 +20,7 @@ from tests.kv_cache.oracle import (
 )
 from tests.kv_cache.probes import chunked_prefill, generation
 
-TASK = "3.3"
+pytestmark = pytest.mark.task("3.3")
 points = pytest.mark.points
 VOCAB = model_module().Config().vocab_size
 

@@ -21,7 +21,7 @@ import torch
 from hypothesis import assume
 from hypothesis import strategies as st
 
-from grader.kit.checks import assert_all, assert_tensor
+from grader.kit.checks import assert_close, assert_tensor
 from grader.kit.tolerance import tolerance
 
 LAYER_DTYPES = (torch.float16, torch.bfloat16, torch.float32)
@@ -119,10 +119,7 @@ def assume_update_matters(layer: Layer) -> None:
 
 
 def assert_close_to(got, expected, mag, dtype, message: str, **context) -> None:
-    """|got - expected| <= atol + rtol * mag elementwise, with dtype's tolerance."""
+    """got has `dtype` and is within dtype's tolerance of `expected`, rtol relative to
+    `mag`, the sum of the |terms| (a bound on the rounding error of a sum)."""
     assert_tensor(got, dtype=dtype, shape=expected.shape, what=message.split(":")[0])
-    tol = tolerance(dtype)
-    error = (got.double() - expected).abs()
-    assert_all(error <= tol.atol + tol.rtol * mag,
-               f"{message} (rtol {tol.rtol:g} of the sum of |terms|, atol {tol.atol:g})",
-               got=got, expected=expected, **context)
+    assert_close(got, expected, message, dtype=dtype, magnitude=mag, **context)

@@ -24,7 +24,7 @@ from tests.lora.cases import (
     magnitude,
 )
 
-TASK = "2.1"
+pytestmark = pytest.mark.task("2.1")
 points = pytest.mark.points
 
 

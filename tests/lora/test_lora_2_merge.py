@@ -17,7 +17,7 @@ from tests.lora.cases import (
     magnitude,
 )
 
-TASK = "2.2"
+pytestmark = pytest.mark.task("2.2")
 points = pytest.mark.points
 
 

@@ -13,7 +13,7 @@ from tests.lora import probes
 from tests.lora.cases import dyadic
 from tests.lora.models import LINEARS, MODEL, TARGETS, adapters_for, matched, model_state
 
-TASK = "2.3"
+pytestmark = pytest.mark.task("2.3")
 points = pytest.mark.points
 LORA_KEYS = ("lora_A", "lora_B")
 

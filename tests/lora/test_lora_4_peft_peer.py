@@ -15,7 +15,7 @@ from torch import nn
 from grader.kit.checks import assert_close, assert_equal
 from tests.lora.cases import dyadic
 
-TASK = "2.1"
+pytestmark = pytest.mark.task("2.1")
 points = pytest.mark.points
 
 

@@ -5,12 +5,12 @@ import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
-from grader.isolation.worker import call_and_inspect_inputs
-from grader.kit.checks import assert_all, assert_equal, assert_raises, assert_tensor
+from grader.kit.checks import assert_all, assert_close, assert_equal, assert_raises, assert_tensor
+from grader.kit.observe import call_and_inspect_inputs
 from grader.kit.probes import run_probe
-from tests.moe.expect import F32, assert_grad_near, assert_near, logits_and_k, spec_gating
+from tests.moe.expect import F32, assert_grad_near, logits_and_k, spec_gating
 
-TASK = "5.1"
+pytestmark = pytest.mark.task("5.1")
 points = pytest.mark.points
 
 
@@ -38,8 +38,8 @@ def test_worked_example_from_the_handout(student):
     check_shapes(weights, indices, 2, 2)
     assert_equal(indices, torch.tensor([[1, 2], [3, 0]]), "indices", logits=logits)
     s = torch.sigmoid(torch.tensor(2.0, dtype=torch.float64)).item()
-    assert_near(weights, torch.tensor([[0.5, 0.5], [s, 1 - s]], dtype=torch.float64),
-                "weights", tol=F32, logits=logits)
+    assert_close(weights, torch.tensor([[0.5, 0.5], [s, 1 - s]], dtype=torch.float64),
+                 "weights", tol=F32, logits=logits)
 
 
 @points(1)
@@ -62,7 +62,7 @@ def test_indices_and_weights_match_the_specification(student, case):
     check_shapes(weights, indices, logits.shape[0], k)
     weights_ref, indices_ref = spec_gating(logits, k)
     assert_equal(indices, indices_ref, "indices", logits=logits, k=k)
-    assert_near(weights, weights_ref, "weights", tol=F32, logits=logits, k=k)
+    assert_close(weights, weights_ref, "weights", tol=F32, logits=logits, k=k)
 
 
 @points(2)
@@ -115,7 +115,7 @@ def test_equals_full_softmax_then_top_k_then_renormalise(student, case):
     top, top_indices = probs.sort(dim=-1, descending=True, stable=True)
     expected = top[:, :k] / top[:, :k].sum(dim=-1, keepdim=True)
     assert_equal(indices, top_indices[:, :k], "indices", logits=logits)
-    assert_near(weights, expected, "weights", tol=F32, logits=logits, k=k)
+    assert_close(weights, expected, "weights", tol=F32, logits=logits, k=k)
 
 
 @points(1)
@@ -130,7 +130,7 @@ def test_k_equal_to_e_is_the_dense_softmax(student, case):
                  torch.arange(n_experts).expand(logits.shape[0], n_experts),
                  "indices with k = E (each expert once)", logits=logits)
     dense = torch.softmax(logits.double(), dim=-1).gather(1, indices)
-    assert_near(weights, dense, "weights with k = E", tol=F32, logits=logits)
+    assert_close(weights, dense, "weights with k = E", tol=F32, logits=logits)
 
 
 @points(1)

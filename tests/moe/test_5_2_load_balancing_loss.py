@@ -5,11 +5,11 @@ import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
-from grader.kit.checks import assert_raises, assert_tensor
+from grader.kit.checks import assert_close, assert_raises, assert_tensor
 from grader.kit.probes import run_probe
-from tests.moe.expect import F32, assert_grad_near, assert_near, spec_aux_loss
+from tests.moe.expect import F32, assert_grad_near, spec_aux_loss
 
-TASK = "5.2"
+pytestmark = pytest.mark.task("5.2")
 points = pytest.mark.points
 
 
@@ -40,7 +40,7 @@ def test_worked_example_from_the_handout(student):
     probs = torch.tensor([[0.75, 0.25], [0.25, 0.75]])
     loss = student.load_balancing_loss(probs, torch.tensor([[0], [0]]))
     assert_tensor(loss, dtype=torch.float32, shape=(), what="loss")
-    assert_near(loss, torch.tensor(1.0, dtype=torch.float64), "loss", tol=F32)
+    assert_close(loss, torch.tensor(1.0, dtype=torch.float64), "loss", tol=F32)
 
 
 @points(2)
@@ -54,8 +54,8 @@ def test_uniform_routing_gives_exactly_one(student, n_experts, k, per_expert):
     probs = torch.full((n_tokens, n_experts), 1.0 / n_experts)
     loss = student.load_balancing_loss(probs, indices)
     assert_tensor(loss, dtype=torch.float32, shape=(), what="loss")
-    assert_near(loss, torch.tensor(1.0, dtype=torch.float64), "loss for uniform routing",
-                tol=F32, indices=indices)
+    assert_close(loss, torch.tensor(1.0, dtype=torch.float64), "loss for uniform routing",
+                 tol=F32, indices=indices)
 
 
 @points(1)
@@ -75,8 +75,8 @@ def test_matches_the_formula_on_random_routing(student, routing):
     probs, indices = routing
     loss = student.load_balancing_loss(probs, indices)
     assert_tensor(loss, dtype=torch.float32, shape=(), what="loss")
-    assert_near(loss, spec_aux_loss(probs, indices), "loss", tol=F32,
-                router_probs=probs, indices=indices)
+    assert_close(loss, spec_aux_loss(probs, indices), "loss", tol=F32,
+                 router_probs=probs, indices=indices)
 
 
 @points(1)
@@ -91,7 +91,7 @@ def test_loss_is_at_least_one_when_probs_follow_the_counts(student, routing):
     loss = student.load_balancing_loss(probs, indices)
     assert_tensor(loss, dtype=torch.float32, shape=(), what="loss")
     expected = n_experts * (f * f).sum()
-    assert_near(loss, expected, "E * sum f^2", tol=F32, indices=indices)
+    assert_close(loss, expected, "E * sum f^2", tol=F32, indices=indices)
 
 
 @points(2)

@@ -23,7 +23,7 @@ from tests.moe.expect import (
     spec_gating,
 )
 
-TASK = "5.3"
+pytestmark = pytest.mark.task("5.3")
 points = pytest.mark.points
 
 

@@ -24,10 +24,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from grader.kit.checks import assert_equal
-from tests.moe.expect import F32, assert_near
+from grader.kit.checks import assert_close, assert_equal
+from tests.moe.expect import F32
 
-TASK = "5.1"
+pytestmark = pytest.mark.task("5.1")
 points = pytest.mark.points
 
 
@@ -86,7 +86,7 @@ def test_reference_routes_like_mixtral(mixtral, reference, n_experts, k):
         if not isinstance(block.gate, torch.nn.Linear):     # 5.x: the router routes itself
             _, hf_weights, hf_indices = block.gate(tokens)
             assert_equal(indices, hf_indices.to(torch.int64), "indices vs Mixtral's router")
-            assert_near(weights, hf_weights.double(), "weights vs Mixtral's router", tol=F32)
+            assert_close(weights, hf_weights.double(), "weights vs Mixtral's router", tol=F32)
 
         expected = torch.zeros(n_tokens, d_model, dtype=torch.float64)
         for t in range(n_tokens):
@@ -95,7 +95,7 @@ def test_reference_routes_like_mixtral(mixtral, reference, n_experts, k):
                 x_t = tokens[t].double()
                 expected[t] += weights[t, j].double() * (down @ (F.silu(gate @ x_t) * (up @ x_t)))
         got = block_output(block, x.clone()).reshape(n_tokens, d_model)
-    assert_near(got, expected, "Mixtral's block output vs the reference's routing", tol=F32)
+    assert_close(got, expected, "Mixtral's block output vs the reference's routing", tol=F32)
 
 
 @points(0)
@@ -108,4 +108,4 @@ def test_reference_aux_loss_is_mixtrals_divided_by_k(mixtral, reference, n_exper
     _, indices = reference.top_k_gating(logits, k)
     ours = reference.load_balancing_loss(torch.softmax(logits, dim=-1), indices)
     theirs = mixtral.load_balancing_loss_func((logits,), n_experts, k)
-    assert_near(ours, theirs.double() / k, "reference aux loss vs Mixtral's / k", tol=F32)
+    assert_close(ours, theirs.double() / k, "reference aux loss vs Mixtral's / k", tol=F32)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 
 from grader.kit.checks import assert_all, assert_tensor, ulp32
-from grader.kit.tolerance import QUANT_TIE_ULPS, SCALE_ULPS
+from tests.quantization.tolerances import QUANT_TIE_ULPS, SCALE_ULPS
 
 
 def spec_v(x: torch.Tensor, dim: int | None) -> torch.Tensor:

@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 from grader.kit.checks import assert_equal, assert_raises
 from grader.kit.strategies import float_tensors, shapes
 
-TASK = "1.2"
+pytestmark = pytest.mark.task("1.2")
 points = pytest.mark.points
 
 

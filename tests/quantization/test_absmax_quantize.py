@@ -7,12 +7,12 @@ import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
-from grader.isolation.worker import call_and_inspect_inputs
 from grader.kit.checks import assert_all, assert_equal, assert_raises, assert_tensor, ulp32
+from grader.kit.observe import call_and_inspect_inputs
 from grader.kit.strategies import FLOAT_DTYPES, float_tensors, shapes
 from tests.quantization.expect import assert_codes_match, assert_scale_matches
 
-TASK = "1.1"
+pytestmark = pytest.mark.task("1.1")
 points = pytest.mark.points
 
 

@@ -10,12 +10,12 @@ import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
-from grader.isolation.worker import triton_launches
 from grader.kit.checks import assert_raises, assert_tensor
+from grader.kit.observe import triton_launches
 from grader.kit.strategies import KERNEL_DEVICE, float_tensors, matrices, matrix_shapes
 from tests.quantization.expect import assert_codes_match, assert_scale_matches
 
-TASK = "1.3"
+pytestmark = pytest.mark.task("1.3")
 points = pytest.mark.points
 KERNEL_DTYPES = (torch.float16, torch.bfloat16, torch.float32)
 ON_DEVICE = dict(device=KERNEL_DEVICE)  # CUDA tensors on a GPU machine, else CPU (interpreter)

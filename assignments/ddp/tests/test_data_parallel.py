@@ -103,6 +103,7 @@ def count_all_reduces(ddp):
 
 # ---------------------------------------------------------------- Task 6.1 --
 @points(1)
+@pytest.mark.task("6.1")
 def test_6_1_every_rank_gets_rank_0s_parameters_and_buffers(ranks):
     """After broadcast_parameters, both ranks hold rank 0's weight, bias and buffer."""
     for rank, got in enumerate(ranks(2).run(broadcast_a_linear)):
@@ -113,6 +114,7 @@ def test_6_1_every_rank_gets_rank_0s_parameters_and_buffers(ranks):
 
 # ---------------------------------------------------------------- Task 6.2 --
 @points(2)
+@pytest.mark.task("6.2")
 def test_6_2_worked_example_gradient_is_the_mean_over_ranks(ranks):
     """w = 2, x = 1 on rank 0 and 3 on rank 1: grads 4 and 36 average to 20 on both ranks."""
     for rank, grad in enumerate(ranks(2).run(scalar_model_gradient, args=("naive",))):
@@ -120,6 +122,7 @@ def test_6_2_worked_example_gradient_is_the_mean_over_ranks(ranks):
 
 
 @points(1)
+@pytest.mark.task("6.2")
 def test_6_2_unused_parameter_gets_a_zero_gradient(ranks):
     """A parameter that got no gradient gets zeros (not None) after all_reduce_gradients."""
     for rank, grads in enumerate(ranks(2).run(unused_layer, args=("naive",))):
@@ -128,6 +131,7 @@ def test_6_2_unused_parameter_gets_a_zero_gradient(ranks):
 
 # ---------------------------------------------------------------- Task 6.3 --
 @points(2)
+@pytest.mark.task("6.3")
 def test_6_3_ddp_worked_example(ranks):
     """DDP broadcasts w = 2 from rank 0, and both ranks end with the averaged gradient 20."""
     for rank, grad in enumerate(ranks(2).run(scalar_model_gradient, args=("ddp",))):
@@ -135,6 +139,7 @@ def test_6_3_ddp_worked_example(ranks):
 
 
 @points(1)
+@pytest.mark.task("6.3")
 def test_6_3_unused_parameter_gets_a_zero_gradient(ranks):
     """A parameter unused in the step gets a zero gradient after finishing."""
     for rank, grads in enumerate(ranks(2).run(unused_layer, args=("ddp",))):
@@ -142,6 +147,7 @@ def test_6_3_unused_parameter_gets_a_zero_gradient(ranks):
 
 
 @points(2)
+@pytest.mark.task("6.3")
 def test_6_3_parameters_stay_identical_across_ranks(ranks):
     """Ranks start from different seeds and see different data, yet stay identical."""
     first, second = ranks(2).run(sgd_steps, args=(3,))
@@ -150,6 +156,7 @@ def test_6_3_parameters_stay_identical_across_ranks(ranks):
 
 
 @points(2)
+@pytest.mark.task("6.3")
 def test_6_3_one_async_all_reduce_per_bucket(ranks):
     """bucket_size_mb=0: one async all_reduce per parameter, in reverse registration order."""
     events = ranks(2).run(count_all_reduces)[0]

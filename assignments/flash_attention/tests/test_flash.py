@@ -11,7 +11,9 @@ import math
 import pytest
 import torch
 
+from grader.kit.checks import assert_close
 from grader.kit.probes import run_probe
+from grader.kit.tolerance import Tolerance
 
 points = pytest.mark.points
 
@@ -36,14 +38,14 @@ def qkv(n_q, n_k, dim, device, dtype=torch.float32, seed=0):
     return [torch.randn(1, 2, n, dim, generator=g).to(device, dtype) for n in (n_q, n_k, n_k)]
 
 
-def assert_close(got, expected, atol, what):
-    assert type(got) is torch.Tensor, f"{what} should be a tensor"
-    error = (got.double().cpu() - expected.double().cpu()).abs().max().item()
-    assert error <= atol, f"{what}: max error {error:.2e} > {atol:g}"
+def absolute(atol: float) -> Tolerance:
+    """|got - expected| <= atol elementwise: the bound of a small worked example."""
+    return Tolerance(rtol=0.0, atol=atol, why="a fixed bound for a small example")
 
 
 # ------------------------------------------------ Task 4.1 forward kernel --
 @points(2)
+@pytest.mark.task("4.1")
 def test_4_1_a_query_of_zeros_averages_the_values(student, kernel_device):
     """q = 0 scores 0 everywhere: o = mean of v's rows and lse = ln(Tk) = ln(5)."""
     q = torch.zeros(1, 1, 2, 16, device=kernel_device)
@@ -51,45 +53,49 @@ def test_4_1_a_query_of_zeros_averages_the_values(student, kernel_device):
     k = torch.ones(1, 1, 5, 16, device=kernel_device)
     o, lse = student.flash_attention_forward(q, k, v.contiguous())
     assert o.shape == (1, 1, 2, 16) and lse.shape == (1, 1, 2) and lse.dtype == torch.float32
-    assert_close(o, torch.full((1, 1, 2, 16), 2.0), 1e-6, "o (mean of 0..4)")
-    assert_close(lse, torch.full((1, 1, 2), math.log(5)), 1e-6, "lse")
+    assert_close(o, torch.full((1, 1, 2, 16), 2.0), "o (mean of 0..4)", tol=absolute(1e-6))
+    assert_close(lse, torch.full((1, 1, 2), math.log(5)), "lse", tol=absolute(1e-6))
 
 
 @points(2)
 @pytest.mark.parametrize("n_q, n_k", [(5, 9), (37, 70)], ids=str)
+@pytest.mark.task("4.1")
 def test_4_1_small_random_problem_matches_float64(student, kernel_device, n_q, n_k):
     """Random q, k, v with Tq != Tk (tails in both): o and lse match float64 attention."""
     q, k, v = qkv(n_q, n_k, 32, kernel_device)
     o, lse = student.flash_attention_forward(q, k, v, sm_scale=0.3)
     o_ref, lse_ref = attention64(q, k, v, sm_scale=0.3)
-    assert_close(o, o_ref, 1e-5, "o")
-    assert_close(lse, lse_ref, 1e-5, "lse")
+    assert_close(o, o_ref, "o", tol=absolute(1e-5))
+    assert_close(lse, lse_ref, "lse", tol=absolute(1e-5))
 
 
 @points(1)
+@pytest.mark.task("4.1")
 def test_4_1_large_scores_do_not_overflow(student, kernel_device):
     """Scores around ±1000 (exp overflows float32 at 89) still give exact results."""
     q, k, v = qkv(8, 12, 16, kernel_device)
     o, lse = student.flash_attention_forward(q * 300, k, v)
     o_ref, lse_ref = attention64(q * 300, k, v)
     assert torch.isfinite(o).all() and torch.isfinite(lse).all()
-    assert_close(lse, lse_ref, 1e-2, "lse")
-    assert_close(o, o_ref, 1e-3, "o")
+    assert_close(lse, lse_ref, "lse", tol=absolute(1e-2))
+    assert_close(o, o_ref, "o", tol=absolute(1e-3))
 
 
 # ------------------------------------------------------- Task 4.2 causal --
 @points(2)
 @pytest.mark.parametrize("n_q, n_k", [(3, 5), (33, 40)], ids=str)
+@pytest.mark.task("4.2")
 def test_4_2_causal_mask_is_bottom_right_aligned(student, kernel_device, n_q, n_k):
     """Query i sees keys j <= Tk - Tq + i: the last query sees every key."""
     q, k, v = qkv(n_q, n_k, 16, kernel_device, seed=1)
     o, lse = student.flash_attention_forward(q, k, v, causal=True)
     o_ref, lse_ref = attention64(q, k, v, causal=True)
-    assert_close(o, o_ref, 1e-5, "o")
-    assert_close(lse, lse_ref, 1e-5, "lse")
+    assert_close(o, o_ref, "o", tol=absolute(1e-5))
+    assert_close(lse, lse_ref, "lse", tol=absolute(1e-5))
 
 
 @points(1)
+@pytest.mark.task("4.2")
 def test_4_2_queries_that_see_no_key_give_zero_and_minus_inf(student, kernel_device):
     """Tq = 6 > Tk = 4: the first two queries see no key, so o = 0 and lse = -inf."""
     q, k, v = qkv(6, 4, 16, kernel_device, seed=2)
@@ -97,7 +103,7 @@ def test_4_2_queries_that_see_no_key_give_zero_and_minus_inf(student, kernel_dev
     assert (o[:, :, :2] == 0).all(), "o of the blind rows should be 0 (not nan)"
     assert (lse[:, :, :2] == float("-inf")).all(), "lse of the blind rows should be -inf"
     o_ref, _ = attention64(q, k, v, causal=True)
-    assert_close(o, o_ref, 1e-5, "o")
+    assert_close(o, o_ref, "o", tol=absolute(1e-5))
 
 
 # ---------------------------------------------- Task 4.3 differentiable --
@@ -111,6 +117,7 @@ def gradients(module, q, k, v, do, causal):
 
 @points(2)
 @pytest.mark.parametrize("causal", [False, True])
+@pytest.mark.task("4.3")
 def test_4_3_gradients_match_autograd(student, kernel_device, causal):
     """dq, dk, dv equal autograd through float64 attention (Tq = 20, Tk = 27)."""
     q, k, v = qkv(20, 27, 32, kernel_device, seed=3)
@@ -119,10 +126,10 @@ def test_4_3_gradients_match_autograd(student, kernel_device, causal):
     leaves = [t.detach().double().requires_grad_(True) for t in (q, k, v)]
     o_ref, _ = attention64(*leaves, causal=causal)
     o_ref.backward(do.double())
-    assert_close(o, o_ref, 1e-5, "o")
+    assert_close(o, o_ref, "o", tol=absolute(1e-5))
     for name, got, leaf in zip(("dq", "dk", "dv"), (dq, dk, dv), leaves, strict=True):
         assert got is not None, f"{name} is None: is flash_attention differentiable?"
-        assert_close(got, leaf.grad, 1e-4, name)
+        assert_close(got, leaf.grad, name, tol=absolute(1e-4))
 
 
 # --------------------------------------- Task 4.4 (stretch) Triton backward --
@@ -153,6 +160,7 @@ def launches_during_backward(module, q, k, v, do):
 
 
 @points(1)
+@pytest.mark.task("4.4")
 def test_4_4_backward_launches_a_triton_kernel(student, kernel_device):
     """The stretch task: backward() runs Triton kernels."""
     q, k, v = qkv(9, 13, 16, kernel_device, seed=5)

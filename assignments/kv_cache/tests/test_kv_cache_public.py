@@ -62,6 +62,7 @@ def probe_generate(impl, prompt, new_tokens, use_cache):
 
 # ------------------------------------------------------------ Task 3.1 KVCache --
 @points(2)
+@pytest.mark.task("3.1")
 def test_3_1_prefill_then_decode_returns_every_position(student):
     """A 4-position prefill and a 1-position decode step return all 5 positions so far,
     as views of storage allocated once."""
@@ -77,6 +78,7 @@ def test_3_1_prefill_then_decode_returns_every_position(student):
 
 
 @points(1)
+@pytest.mark.task("3.1")
 def test_3_1_overflow_raises_and_leaves_the_cache_unchanged(student):
     """3 + 2 positions do not fit in 4: ValueError, and nothing was written."""
     got = run_probe(student, probe_overflow)
@@ -86,6 +88,7 @@ def test_3_1_overflow_raises_and_leaves_the_cache_unchanged(student):
 
 
 @points(1)
+@pytest.mark.task("3.1")
 def test_3_1_reset_starts_again_at_position_zero(student):
     """After reset(), the next update fills position 0 and seq_len counts from 0."""
     got = run_probe(student, probe_reset)
@@ -94,6 +97,7 @@ def test_3_1_reset_starts_again_at_position_zero(student):
 
 
 @points(1)
+@pytest.mark.task("3.1")
 def test_3_1_keys_of_the_wrong_shape_raise_value_error(student):
     """k with another head_dim than the cache raises ValueError."""
     cache = student.KVCache(1, 4, 2, 3)
@@ -115,6 +119,7 @@ def naive(q, k, v):
 
 
 @points(1)
+@pytest.mark.task("3.2")
 def test_3_2_decode_step_sees_every_key(student):
     """Tq = 1, Tk = 3: the query sits at the last position and sees all 3 keys."""
     q = torch.tensor([[[[1.0, 0.0]]]])
@@ -127,6 +132,7 @@ def test_3_2_decode_step_sees_every_key(student):
 
 
 @points(1)
+@pytest.mark.task("3.2")
 def test_3_2_chunked_prefill_is_bottom_right_aligned(student):
     """Tq = 2, Tk = 4: the queries are positions 2 and 3, seeing keys 0..2 and 0..3."""
     torch.manual_seed(0)
@@ -136,6 +142,7 @@ def test_3_2_chunked_prefill_is_bottom_right_aligned(student):
 
 
 @points(1)
+@pytest.mark.task("3.2")
 def test_3_2_grouped_query_heads(student):
     """4 query heads, 2 kv heads: query heads 0, 1 read kv head 0; heads 2, 3 read kv head 1."""
     torch.manual_seed(1)
@@ -145,6 +152,7 @@ def test_3_2_grouped_query_heads(student):
 
 
 @points(1)
+@pytest.mark.task("3.2")
 def test_3_2_more_queries_than_keys_raise_value_error(student):
     """Tq > Tk has no meaning here (SPEC: 1 <= Tq <= Tk): ValueError."""
     with pytest.raises(ValueError):
@@ -154,6 +162,7 @@ def test_3_2_more_queries_than_keys_raise_value_error(student):
 
 # ------------------------------------------------- Task 3.3 cached decoding --
 @points(2)
+@pytest.mark.task("3.3")
 def test_3_3_cached_generation_equals_uncached_generation(student):
     """The provided model generates the same 8 tokens with and without your cache."""
     prompt = torch.tensor([[3, 14, 15, 92], [65, 35, 89, 79]])

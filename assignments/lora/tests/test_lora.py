@@ -94,6 +94,7 @@ def tiny_model(lora, targets):
 
 # ------------------------------------------------ Task 2.1 LoRALinear forward --
 @points(1)
+@pytest.mark.task("2.1")
 def test_2_1_worked_example_forward(student):
     """README §2: base(x) = [7.5, -1.5], update 2 * [3, -3], y = [13.5, -7.5]."""
     out = run_probe(student, worked_example, W, BIAS, A, B, X, ["forward"])
@@ -101,6 +102,7 @@ def test_2_1_worked_example_forward(student):
 
 
 @points(1)
+@pytest.mark.task("2.1")
 def test_2_1_worked_example_delta_weight(student):
     """delta_weight() = (alpha/r) * B @ A = [[2, 2, 0], [-2, -2, 0]]."""
     out = run_probe(student, worked_example, W, BIAS, A, B, X, ["delta"])
@@ -108,6 +110,7 @@ def test_2_1_worked_example_delta_weight(student):
 
 
 @points(1)
+@pytest.mark.task("2.1")
 def test_2_1_fresh_layer_returns_base_output_exactly(student):
     """lora_B starts at zero, so a fresh layer returns exactly base(x)."""
     torch.manual_seed(0)
@@ -119,6 +122,7 @@ def test_2_1_fresh_layer_returns_base_output_exactly(student):
 
 
 @points(1)
+@pytest.mark.task("2.1")
 def test_2_1_only_lora_parameters_are_trainable(student):
     """base.weight and base.bias are frozen; lora_A and lora_B get gradients."""
     out = run_probe(student, grads_after_backward, W, BIAS, A, B, X)
@@ -127,6 +131,7 @@ def test_2_1_only_lora_parameters_are_trainable(student):
 
 @points(1)
 @pytest.mark.parametrize("r, alpha, dropout", [(0, 1.0, 0.0), (2, 0.0, 0.0), (2, 1.0, 1.0)])
+@pytest.mark.task("2.1")
 def test_2_1_bad_hyperparameters_raise_value_error(student, r, alpha, dropout):
     """r = 0, alpha = 0 or dropout = 1 raise ValueError."""
     with pytest.raises(ValueError):
@@ -135,6 +140,7 @@ def test_2_1_bad_hyperparameters_raise_value_error(student, r, alpha, dropout):
 
 # -------------------------------------------------- Task 2.2 merge / unmerge --
 @points(1)
+@pytest.mark.task("2.2")
 def test_2_2_merge_folds_the_update_into_the_weight(student):
     """merge(): W becomes [[3, 2, 2], [-2, -1, -1]] and the output stays [13.5, -7.5]."""
     out = run_probe(student, worked_example, W, BIAS, A, B, X, ["merge", "merged"])
@@ -144,6 +150,7 @@ def test_2_2_merge_folds_the_update_into_the_weight(student):
 
 
 @points(1)
+@pytest.mark.task("2.2")
 def test_2_2_merge_twice_then_unmerge_restores_the_weight(student):
     """merge() twice adds the update once; unmerge() restores W."""
     out = run_probe(student, worked_example, W, BIAS, A, B, X,
@@ -155,6 +162,7 @@ def test_2_2_merge_twice_then_unmerge_restores_the_weight(student):
 
 # --------------------------------------------------------- Task 2.3 apply_lora --
 @points(1)
+@pytest.mark.task("2.3")
 def test_2_3_targets_match_whole_name_parts(student):
     """"q_proj" wraps attn.q_proj but not attn.xq_proj; "mlp.0" wraps the first MLP layer."""
     out = run_probe(student, tiny_model, ["q_proj", "mlp.0"])
@@ -163,6 +171,7 @@ def test_2_3_targets_match_whole_name_parts(student):
 
 
 @points(1)
+@pytest.mark.task("2.3")
 def test_2_3_only_lora_parameters_stay_trainable(student):
     """After apply_lora every parameter except lora_A / lora_B is frozen."""
     out = run_probe(student, tiny_model, ["q_proj", "mlp.0"])
@@ -172,6 +181,7 @@ def test_2_3_only_lora_parameters_stay_trainable(student):
 
 
 @points(1)
+@pytest.mark.task("2.3")
 def test_2_3_lora_state_dict_has_only_the_adapters(student):
     """lora_state_dict holds exactly the lora_A / lora_B entries, keyed as in state_dict()."""
     out = run_probe(student, tiny_model, "v_proj")
@@ -179,6 +189,7 @@ def test_2_3_lora_state_dict_has_only_the_adapters(student):
 
 
 @points(1)
+@pytest.mark.task("2.3")
 def test_2_3_no_match_raises_value_error(student):
     """A target that matches no Linear ("proj") raises ValueError listing the Linear names."""
     with pytest.raises(ValueError, match="attn.xq_proj"):

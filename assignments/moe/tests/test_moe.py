@@ -26,6 +26,7 @@ def close(got, expected, tol=1e-5):
 
 # ---------------------------------------------------------- Task 5.1 top_k_gating --
 @points(2)
+@pytest.mark.task("5.1")
 def test_5_1_worked_example(student):
     """[[1, 3, 3, 0], [2, -1, 0.5, 4]], k=2 -> indices [[1, 2], [3, 0]] (handout §2).
 
@@ -39,6 +40,7 @@ def test_5_1_worked_example(student):
 
 
 @points(1)
+@pytest.mark.task("5.1")
 def test_5_1_ties_go_to_the_lower_index(student):
     """All logits equal: the k lowest indices, in increasing order, equal weights."""
     weights, indices = student.top_k_gating(torch.zeros(2, 5), 3)
@@ -47,6 +49,7 @@ def test_5_1_ties_go_to_the_lower_index(student):
 
 
 @points(1)
+@pytest.mark.task("5.1")
 def test_5_1_k_equal_to_e_is_the_softmax(student):
     """k = E selects every expert; the weights are the ordinary softmax."""
     logits = torch.tensor([[0.5, -1.0, 2.0]])
@@ -57,6 +60,7 @@ def test_5_1_k_equal_to_e_is_the_softmax(student):
 
 @points(1)
 @pytest.mark.parametrize("k", [0, 4])
+@pytest.mark.task("5.1")
 def test_5_1_bad_k_raises_value_error(student, k):
     """k outside [1, E] raises ValueError."""
     with pytest.raises(ValueError):
@@ -65,6 +69,7 @@ def test_5_1_bad_k_raises_value_error(student, k):
 
 # ---------------------------------------------------- Task 5.2 load_balancing_loss --
 @points(1)
+@pytest.mark.task("5.2")
 def test_5_2_worked_example(student):
     """E=2, k=1, both tokens on expert 0, P = [0.5, 0.5]: loss = 2 * (1 * 0.5) = 1."""
     loss = student.load_balancing_loss(torch.tensor([[0.75, 0.25], [0.25, 0.75]]),
@@ -73,6 +78,7 @@ def test_5_2_worked_example(student):
 
 
 @points(1)
+@pytest.mark.task("5.2")
 def test_5_2_imbalanced_routing(student):
     """E=2, k=1, both tokens on expert 0 and P = [0.9, 0.1]: loss = 2 * 0.9 = 1.8."""
     loss = student.load_balancing_loss(torch.tensor([[0.9, 0.1], [0.9, 0.1]]),
@@ -81,6 +87,7 @@ def test_5_2_imbalanced_routing(student):
 
 
 @points(1)
+@pytest.mark.task("5.2")
 def test_5_2_uniform_routing_gives_one_for_k_2(student):
     """4 experts, k=2, every expert used equally, P uniform: loss = 1 (not 2, not 1/4)."""
     indices = torch.tensor([[0, 1], [2, 3], [1, 0], [3, 2]])
@@ -104,6 +111,7 @@ X = torch.tensor([[2.0, 0.0], [0.0, 1.0], [1.0, 1.0]])
 
 
 @points(2)
+@pytest.mark.task("5.3")
 def test_5_3_router_without_noise(student):
     """logits = x @ w_gate.T, then top_k_gating with k=2; aux = load-balancing loss."""
     weights, indices, aux = run_probe(student, route, W_GATE, None, X, True, 0)
@@ -117,6 +125,7 @@ def test_5_3_router_without_noise(student):
 
 
 @points(1)
+@pytest.mark.task("5.3")
 def test_5_3_noise_only_in_training_and_reproducible(student):
     """A noisy router adds no noise in eval mode, and seeded noise in training.
 
@@ -161,6 +170,7 @@ def layer_run(moe, x):
 
 
 @points(2)
+@pytest.mark.task("5.4")
 def test_5_4_layer_equals_the_per_token_sum(student):
     """y_t = sum_j weights[t, j] * experts[indices[t, j]](x_t); y has x's shape [2, 3, 3]."""
     x = torch.randn(2, 3, 3, generator=torch.Generator().manual_seed(1))
@@ -171,6 +181,7 @@ def test_5_4_layer_equals_the_per_token_sum(student):
 
 
 @points(2)
+@pytest.mark.task("5.4")
 def test_5_4_each_expert_runs_once_on_its_tokens(student):
     """6 tokens, k=2: the experts see 12 rows in all, each expert at most one call."""
     x = torch.randn(2, 3, 3, generator=torch.Generator().manual_seed(1))

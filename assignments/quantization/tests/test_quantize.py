@@ -26,6 +26,7 @@ def assert_scale(scale, expected, shape):
 
 # ------------------------------------------------- Task 1.1 absmax_quantize --
 @points(2)
+@pytest.mark.task("1.1")
 def test_1_1_worked_example(student):
     """[0.5, 20, -0.0001, -0.01, -0.1] quantizes to [3, 127, 0, 0, -1], scale 20/127."""
     q, scale = student.absmax_quantize(torch.tensor([0.5, 20, -0.0001, -0.01, -0.1]))
@@ -34,6 +35,7 @@ def test_1_1_worked_example(student):
 
 
 @points(1)
+@pytest.mark.task("1.1")
 def test_1_1_all_zero_tensor_gives_zero_codes_and_zero_scale(student):
     """An all-zero tensor gets q = 0 and scale exactly 0, not nan."""
     q, scale = student.absmax_quantize(torch.zeros(2, 3))
@@ -43,6 +45,7 @@ def test_1_1_all_zero_tensor_gives_zero_codes_and_zero_scale(student):
 
 @points(2)
 @pytest.mark.parametrize("dim", [1, -1])
+@pytest.mark.task("1.1")
 def test_1_1_one_scale_per_row(student, dim):
     """dim=1 (or -1) gives each row its own absmax; scale has shape [M, 1]."""
     x = torch.tensor([[1.0, -2.0, 4.0],
@@ -56,6 +59,7 @@ def test_1_1_one_scale_per_row(student, dim):
 
 
 @points(1)
+@pytest.mark.task("1.1")
 def test_1_1_one_scale_per_column(student):
     """dim=0 gives each column its own absmax; scale has shape [1, N]."""
     x = torch.tensor([[1.0, -2.0, 4.0],
@@ -68,6 +72,7 @@ def test_1_1_one_scale_per_column(student):
 
 
 @points(1)
+@pytest.mark.task("1.1")
 def test_1_1_exact_ties_round_half_to_even(student):
     """127*x/absmax exactly n + 0.5 rounds to the even neighbour: 2.5 -> 2, 3.5 -> 4."""
     q, _ = student.absmax_quantize(torch.tensor([127.0, 2.5, 3.5, -2.5, -3.5]))
@@ -75,6 +80,7 @@ def test_1_1_exact_ties_round_half_to_even(student):
 
 
 @points(1)
+@pytest.mark.task("1.1")
 def test_1_1_nan_raises_value_error_naming_x(student):
     """nan anywhere in x raises ValueError whose message names x."""
     with pytest.raises(ValueError, match=r"\bx\b"):
@@ -82,6 +88,7 @@ def test_1_1_nan_raises_value_error_naming_x(student):
 
 
 @points(1)
+@pytest.mark.task("1.1")
 def test_1_1_integer_tensor_raises_value_error(student):
     """An integer tensor cannot be quantized: ValueError."""
     with pytest.raises(ValueError):
@@ -90,6 +97,7 @@ def test_1_1_integer_tensor_raises_value_error(student):
 
 # ----------------------------------------------- Task 1.2 absmax_dequantize --
 @points(1)
+@pytest.mark.task("1.2")
 def test_1_2_dequantize_is_codes_times_scale(student):
     """absmax_dequantize(q, scale) == q.float() * scale, broadcast, float32."""
     q = torch.tensor([[127, -64, 1], [5, 0, -5]], dtype=torch.int8)
@@ -101,6 +109,7 @@ def test_1_2_dequantize_is_codes_times_scale(student):
 
 
 @points(1)
+@pytest.mark.task("1.2")
 def test_1_2_codes_that_are_not_int8_raise_value_error(student):
     """q must be int8 (an int32 tensor of codes raises ValueError)."""
     with pytest.raises(ValueError):
@@ -109,6 +118,7 @@ def test_1_2_codes_that_are_not_int8_raise_value_error(student):
 
 # ----------------------------------------- Task 1.3 quantize_rowwise (Triton) --
 @points(2)
+@pytest.mark.task("1.3")
 def test_1_3_small_matrix_equals_per_row_quantization(student, kernel_device):
     """quantize_rowwise(x) == absmax_quantize(x, dim=1) on a 3x5 matrix with a zero row."""
     x = torch.tensor([[1.0, -2.0, 4.0, 0.5, -4.0],
@@ -122,6 +132,7 @@ def test_1_3_small_matrix_equals_per_row_quantization(student, kernel_device):
 
 
 @points(2)
+@pytest.mark.task("1.3")
 def test_1_3_transposed_view_uses_its_strides(student, kernel_device):
     """A transposed view (rows not contiguous in memory) is quantized row by row."""
     x = torch.tensor([[2.0, -8.0, 0.25, 3.0],
@@ -139,6 +150,7 @@ def test_1_3_transposed_view_uses_its_strides(student, kernel_device):
 @points(2)
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16],
                          ids=["fp32", "fp16", "bf16"])
+@pytest.mark.task("1.3")
 def test_1_3_rows_longer_than_a_tile(student, kernel_device, dtype):
     """Rows of 1000 columns (longer than a typical tile, not a multiple of it) are done fully."""
     j = torch.arange(1000)

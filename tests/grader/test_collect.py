@@ -1,0 +1,81 @@
+"""Collecting a submission: a student file that is not taken fails its tests saying why.
+
+grader/pipeline/collect.py takes only regular files under 1 MiB. A file it
+leaves out must not be reported as "missing" (the student sees it right there
+in their repository): every test of its assignment fails with the real reason,
+in words that name no temporary path, and the submission's other assignments
+are graded as usual.
+"""
+
+import json
+import shutil
+from pathlib import Path
+
+from grader.course import ASSIGNMENTS
+from grader.pipeline.grade import GradeOptions, grade, stage
+
+QUANTIZATION, DDP = ASSIGNMENTS["quantization"], ASSIGNMENTS["ddp"]
+
+
+def graded(root: Path, tmp_path: Path) -> list[dict]:
+    """The public tests of quantization and ddp for the submission at `root`."""
+    output = tmp_path / "results.json"
+    staged = stage(root, [QUANTIZATION, DDP])
+    try:
+        grade(staged, GradeOptions([QUANTIZATION, DDP], suite="public", output=output),
+              log=lambda *_: None)
+    finally:
+        staged.cleanup()
+    return json.loads(output.read_text())["tests"]
+
+
+def correct_file(root: Path, assignment) -> Path:
+    """The reference solution, as the submission's file of `assignment`."""
+    path = assignment.student_path(root)
+    path.parent.mkdir(parents=True)
+    shutil.copyfile(assignment.reference_path(), path)
+    return path
+
+
+def assert_fails_saying(tests: list[dict], assignment, reason: str, tmp_path: Path) -> None:
+    mine = [t for t in tests if t["name"].startswith(f"{assignment.name}/")]
+    assert mine, f"no {assignment.name} tests graded"
+    for test in mine:
+        assert test["status"] == "failed" and test["score"] == 0, test["name"]
+        assert reason in test["output"], f"{test['name']}: {test['output'][:300]}"
+        assert "missing" not in test["output"] and str(tmp_path) not in test["output"]
+        assert "llmlab-" not in test["output"], "a temporary path: not the same every run"
+
+
+def assert_all_pass(tests: list[dict], assignment) -> None:
+    theirs = [t for t in tests if t["name"].startswith(f"{assignment.name}/")]
+    assert theirs and all(t["status"] == "passed" for t in theirs), \
+        [t["output"][:300] for t in theirs if t["status"] != "passed"][:2]
+
+
+def test_a_symlinked_student_file_fails_every_test_saying_it_is_a_symlink(tmp_path):
+    """A symlink (here: to the reference solution) is not followed; its tests say so."""
+    root = tmp_path / "submission"
+    target = QUANTIZATION.student_path(root)
+    target.parent.mkdir(parents=True)
+    target.symlink_to(QUANTIZATION.reference_path())
+    correct_file(root, DDP)
+    tests = graded(root, tmp_path)
+    assert_fails_saying(tests, QUANTIZATION, "assignments/quantization/quantize.py is a "
+                        "symbolic link: only regular files are graded", tmp_path)
+    assert_all_pass(tests, DDP)
+
+
+def test_a_student_file_over_1_mib_fails_every_test_saying_how_large_it_is(tmp_path):
+    """A 2 MiB file (a correct solution padded with a comment) is not taken: its tests say
+    how large it was; ranks of a distributed assignment report it like single workers."""
+    root = tmp_path / "submission"
+    path = correct_file(root, DDP)
+    with open(path, "a") as f:
+        f.write("#" * ((2 << 20) - path.stat().st_size - 1) + "\n")
+    assert path.stat().st_size == 2 << 20
+    correct_file(root, QUANTIZATION)
+    tests = graded(root, tmp_path)
+    assert_fails_saying(tests, DDP, "assignments/ddp/ddp.py is 2,097,152 bytes: files over "
+                        "1 MiB are not graded", tmp_path)
+    assert_all_pass(tests, QUANTIZATION)
