@@ -34,7 +34,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from grader.course import Assignment
-from grader.pipeline.grade import GradeOptions, grade, stage
+from grader.pipeline.grade import TOTAL_BUDGET_S, GradeOptions, grade, stage
 
 GIT_TIMEOUT_S = 300
 SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
@@ -105,18 +105,21 @@ def checkout(student: Student, into: Path) -> str:
 
 
 def grade_class(students: list[Student], assignments: list[Assignment], out: Path,
-                suite: str = "all", log=print) -> list[dict]:
-    """Grade every student; one row per student, also written to out/grades.csv."""
+                suite: str = "all", total_budget_s: float | None = TOTAL_BUDGET_S,
+                log=print) -> list[dict]:
+    """Grade every student; one row per student, also written to out/grades.csv.
+    total_budget_s bounds each student's grading, all assignments together (grade.py)."""
     out.mkdir(parents=True, exist_ok=True)
     rows = []
     for student in students:
         log(f"{student.name}: grading ...")
-        rows.append(_grade_one(student, assignments, out, suite))
+        rows.append(_grade_one(student, assignments, out, suite, total_budget_s))
         _write_grades(out / "grades.csv", rows, assignments)
     return rows
 
 
-def _grade_one(student: Student, assignments, out: Path, suite: str) -> dict:
+def _grade_one(student: Student, assignments, out: Path, suite: str,
+               total_budget_s: float | None = TOTAL_BUDGET_S) -> dict:
     row = {"student": student.name, "commit": "", "score": 0.0, "max_score": 0.0,
            "status": "graded"}
     with tempfile.TemporaryDirectory(prefix="llmlab-class-") as tmp:
@@ -130,7 +133,8 @@ def _grade_one(student: Student, assignments, out: Path, suite: str) -> dict:
         folder.mkdir(exist_ok=True)
         try:
             report = grade(staged, GradeOptions(assignments, suite=suite,
-                                                output=folder / "results.json"),
+                                                output=folder / "results.json",
+                                                total_budget_s=total_budget_s),
                            log=lambda m: None)
         finally:
             staged.cleanup()
@@ -138,6 +142,8 @@ def _grade_one(student: Student, assignments, out: Path, suite: str) -> dict:
     for a in assignments:
         tests = [t for t in report.tests.values() if t.assignment == a.name]
         row[a.name] = round(sum(t.score for t in tests), 4)
+    flags = report.extra_data.get("review", {})
+    row["review"] = "; ".join(f"{name}: {len(found)} flags" for name, found in flags.items())
     if report.ungradable:
         row["status"] = "ungradable: grade again"
     return row
@@ -145,7 +151,7 @@ def _grade_one(student: Student, assignments, out: Path, suite: str) -> dict:
 
 def _write_grades(path: Path, rows: list[dict], assignments) -> None:
     columns = ["student", "commit", "score", "max_score", *[a.name for a in assignments],
-               "status"]
+               "status", "review"]
     with open(path, "w", newline="") as f:
         writer = csv.DictWriter(f, columns, restval="")
         writer.writeheader()

@@ -3,6 +3,7 @@
     grader test [NAME...]                       public tests on your working copy
     grader grade --submission DIR | --reference [--assignment NAME]... [--suite S] [--output F]
     grader validate [--quick]                   instructor: reference 100%, stubs 0, in sync
+    grader timings                              instructor: time the reference, per test
     grader release OUT_DIR                      write the student repository
     grader solutions OUT_DIR                    publish solutions/<name>/<file>
     grader stubs                                regenerate assignments/*/<file> from reference/
@@ -51,6 +52,7 @@ def _parser() -> argparse.ArgumentParser:
     grade.add_argument("--budget", type=float, default=None,
                        help="seconds per assignment before unfinished tests fail "
                             "(default: the manifest's time_budget_s)")
+    _add_total_budget(grade)
     grade.add_argument("-v", "--verbose", action="store_true", help="show pytest's output")
     grade.set_defaults(run=_grade)
 
@@ -58,6 +60,12 @@ def _parser() -> argparse.ArgumentParser:
     validate.add_argument("--quick", action="store_true", help="sync and import checks only")
     validate.add_argument("--assignment", action="append", default=[], metavar="NAME")
     validate.set_defaults(run=_validate)
+
+    timings = commands.add_parser(
+        "timings", help="instructor: grade the reference and write tests/<name>/timings.json, "
+                        "each test's time (per-test budgets scale from it)")
+    timings.add_argument("--assignment", action="append", default=[], metavar="NAME")
+    timings.set_defaults(run=_timings)
 
     release = commands.add_parser("release", help="write the student repository")
     release.add_argument("out", type=Path, metavar="OUT_DIR")
@@ -87,8 +95,22 @@ def _parser() -> argparse.ArgumentParser:
     grade_all.add_argument("--out", type=Path, required=True, metavar="DIR")
     grade_all.add_argument("--assignment", action="append", default=[], metavar="NAME")
     grade_all.add_argument("--suite", choices=["public", "hidden", "all"], default="all")
+    _add_total_budget(grade_all)
     grade_all.set_defaults(run=_class_grade)
     return parser
+
+
+def _add_total_budget(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--total-budget", type=float, default=None, metavar="SECONDS",
+                        help="seconds for all assignments of a submission together; the "
+                             "tests left when it runs out fail (default: TOTAL_BUDGET_S of "
+                             "grader/pipeline/grade.py, which says why)")
+
+
+def _total_budget(args) -> float:
+    from grader.pipeline.grade import TOTAL_BUDGET_S
+
+    return TOTAL_BUDGET_S if args.total_budget is None else args.total_budget
 
 
 def _assignments(names: list[str]):
@@ -128,7 +150,8 @@ def _grade(args) -> int:
     assignments = _assignments(args.assignment)
     staged = stage(None if args.reference else args.submission.resolve(), assignments)
     options = GradeOptions(assignments, suite=args.suite, output=args.output.resolve(),
-                           budget_s=args.budget, verbose=args.verbose)
+                           budget_s=args.budget, total_budget_s=_total_budget(args),
+                           verbose=args.verbose)
     try:
         report = grade(staged, options, log=lambda m: print(m, file=sys.stderr))
     finally:
@@ -154,6 +177,20 @@ def _validate(args) -> int:
         print(f"PROBLEM: {problem}")
     print("valid" if not problems else f"{len(problems)} problem(s)")
     return 1 if problems else 0
+
+
+def _timings(args) -> int:
+    from grader.course import REPO
+    from grader.pipeline.timings import measure
+
+    try:
+        written = measure(_assignments(args.assignment), log=lambda m: print(m, file=sys.stderr))
+    except RuntimeError as error:
+        print(f"grader: {error}", file=sys.stderr)
+        return 1
+    for path in written.values():
+        print(f"wrote {path.relative_to(REPO)}")
+    return 0
 
 
 def _release(args) -> int:
@@ -206,7 +243,8 @@ def _class_grade(args) -> int:
     from grader.classroom import grade_class, read_roster
 
     rows = grade_class(read_roster(args.roster), _assignments(args.assignment), args.out,
-                       suite=args.suite, log=lambda m: print(m, file=sys.stderr))
+                       suite=args.suite, total_budget_s=_total_budget(args),
+                       log=lambda m: print(m, file=sys.stderr))
     for row in rows:
         print(f"{row['student']:<24} {row['score']:>8} / {row['max_score']:<8} {row['status']}")
     print(f"grades written to {args.out / 'grades.csv'}")

@@ -5,10 +5,12 @@ Quick checks (seconds; `--quick` stops after them):
    (reference, hidden tests, public tests, the files it names);
 2. the released stubs are exactly what nbgrader makes from reference/, and import;
 3. every test is filed under a task its manifest declares, and every task has tests;
-4. every generated table (README, student README, handout points) is current.
+4. every generated table (README, student README, handout points) is current;
+5. every test has the reference's time in tests/<name>/timings.json (`grader timings`),
+   from which its time budget is scaled.
 Full checks, after those:
-5. the reference solutions score full marks on every suite;
-6. the released stubs score 0 (not a crash, not an ungradable test).
+6. the reference solutions score full marks on every suite;
+7. the released stubs score 0 (not a crash, not an ungradable test).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from pathlib import Path
 from grader.authoring.docs import collected_tests, expected_blocks, stale_blocks
 from grader.authoring.release import out_of_sync
 from grader.course import MANIFEST, REPO, Assignment
+from grader.pipeline import timings
 from grader.pipeline.collect import stage_reference, stage_submission
 from grader.pipeline.grade import GradeOptions, grade
 
@@ -38,6 +41,7 @@ def validate(assignments: list[Assignment], quick: bool = False, log=print,
     records = collected_tests(assignments, root)
     problems += task_problems(assignments, records)
     problems += stale_blocks(expected_blocks(assignments, root, records), root)
+    problems += timings.problems(assignments, records, root)
     if quick or problems:
         return problems
     return problems + grading_problems(assignments, log)

@@ -15,7 +15,10 @@ Three kinds, because each is reported differently (grader/kit/describe.py):
 from __future__ import annotations
 
 import builtins
+import errno
 import signal
+
+from grader.isolation.sandbox import FILE_SIZE_LIMIT_BYTES, MiB
 
 
 class StudentError(Exception):
@@ -37,7 +40,7 @@ class GraderFault(Exception):
 def rebuild_exception(error: dict) -> Exception:
     """The student's exception as a trusted object of a builtin type where possible,
     so `pytest.raises(ValueError)` works the same in-process and across the wire."""
-    message = f"{error['message']}"
+    message = _explained(error)
     cls = getattr(builtins, error["type"], None) if error.get("builtin") else None
     if isinstance(cls, type) and issubclass(cls, Exception) and cls.__module__ == "builtins":
         try:
@@ -48,6 +51,15 @@ def rebuild_exception(error: dict) -> Exception:
         rebuilt = StudentError(f"{error['type']}: {message}")
     rebuilt.student_traceback = error.get("traceback", "")
     return rebuilt
+
+
+def _explained(error: dict) -> str:
+    """The student's message, and what it means when it is the sandbox's limit that hit."""
+    message = f"{error['message']}"
+    if error["type"] == "OSError" and message.startswith(f"[Errno {errno.EFBIG}]"):
+        message += (f" (over the file size limit: a worker writes at most "
+                    f"{FILE_SIZE_LIMIT_BYTES // MiB} MiB to one file, what it prints included)")
+    return message
 
 
 def describe_exit(code: int | None) -> str:

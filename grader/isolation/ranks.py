@@ -34,8 +34,6 @@ it), and returns the per-rank values. Rules:
 
 from __future__ import annotations
 
-import os
-import signal
 import socket
 import time
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
@@ -136,39 +134,53 @@ class RankGroup:
             executor.shutdown(wait=False)
 
     def _start(self) -> None:
-        """Start every worker (concurrently: each imports torch) and join a process group."""
+        """Start every worker (concurrently: each imports torch), join a process group, then
+        import the student's module: a group that does not form before any student code
+        ran is the grader's fault (ungradable); after it ran, the student's."""
         for worker in self.workers:  # a module that failed to import fails the same way again
             worker._raise_if_broken()
-        if any(w.process is None for w in self.workers):
+        fresh = any(w.process is None for w in self.workers)
+        if fresh:
             sandbox()  # detected once, here: concurrent first starts would each make one
             self._restart()
             for worker in self.workers:
                 worker._raise_if_broken()
+        self._join()
+        if fresh:
+            self._each(lambda rank, worker: worker.import_student_module())
+            for worker in self.workers:
+                worker._raise_if_broken()
+
+    def _join(self) -> None:
         last_error = None
         for _attempt in range(2):  # a port taken between free_port() and bind: retry once
             address = f"tcp://127.0.0.1:{free_port()}"
             source = probe_source(_join_process_group)
-            target = ("probe", self.config.module, (source, _join_process_group.__name__))
+            target = ("probe", None, (source, _join_process_group.__name__))
             outcomes = self._each(lambda rank, worker, target=target, address=address: call_remote(
                 worker, target, [rank, self.world_size, self.config.backend, address,
                                  self.config.collective_timeout_s], {}))
             errors = [o for o in outcomes if isinstance(o, BaseException)]
-            if not errors:
-                if any(o != [r, self.world_size, self.world_size]
-                       for r, o in enumerate(outcomes)):
-                    raise GraderFault(f"the process group did not form: {outcomes}")
+            if not errors and all(o == [r, self.world_size, self.world_size]
+                                  for r, o in enumerate(outcomes)):
                 self.joined = True
                 return
-            last_error = errors[0]
+            last_error = (f"{type(errors[0]).__name__}: {errors[0]}" if errors
+                          else f"the ranks reported {outcomes}")
+            if any(w.student_code_loaded for w in self.workers):
+                break  # student code ran in these processes: rebuilding again proves nothing
             self._restart()
-        raise GraderFault(f"could not form a {self.config.backend} process group of "
-                          f"{self.world_size} ranks: {type(last_error).__name__}: {last_error}")
+        what = (f"could not form a {self.config.backend} process group of {self.world_size} "
+                f"ranks: {last_error}")
+        if any(w.student_code_loaded for w in self.workers):
+            raise StudentCrash(f"after your code ran, the grader {what}")
+        raise GraderFault(what)
 
     def _restart(self) -> None:
         self.stop()
         for worker in self.workers:  # the group decides what a crash poisons (self.poisoned)
             worker.poisoned = None
-        self._each(lambda rank, worker: worker.start())
+        self._each(lambda rank, worker: worker.start(import_module=False))
 
     # ------------------------------------------------------------- running --
     def run(self, probe, per_rank=None, *, args=(), strike_key: str | None = None,
@@ -265,10 +277,7 @@ class RankGroup:
                 for future, worker in zip(futures, self.workers, strict=True):
                     if not future.done() and worker.process is not None:
                         self.killed.add(self.workers.index(worker))
-                        try:  # its thread sees the channel close and reports a crash
-                            os.killpg(worker.process.pid, signal.SIGKILL)
-                        except (ProcessLookupError, PermissionError):
-                            pass
+                        worker.kill()  # its thread sees the channel close, reports a crash
                 failed_at = float("inf")
         return [f.exception() if f.exception() is not None else f.result() for f in futures]
 

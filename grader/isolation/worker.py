@@ -12,6 +12,7 @@ worker's resident memory. Tests reach it through `StudentProxy`
 from __future__ import annotations
 
 import functools
+import math
 import os
 import select
 import shutil
@@ -24,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from grader.isolation import wire
+from grader.isolation.cgroups import Cgroup
 from grader.isolation.errors import (
     GraderFault,
     NotGraded,
@@ -57,27 +59,37 @@ class WorkerProcess:
     def __init__(self, config: WorkerConfig, strikes: Strikes | None = None):
         self.config = config
         self.process: subprocess.Popen | None = None
+        self.cgroup: Cgroup | None = None        # the kernel's limits on all its processes
         self.scratch: Path | None = None
         self.import_failure: str | None = None  # deterministic: remembered, not retried
         self.not_graded: str | None = None      # no student file was taken: why
+        self.student_code_loaded = False        # has this process imported student code?
         self.start_failure: str | None = None
         self.poisoned: str | None = None         # a crash earlier in the current test
         self.strikes = strikes or Strikes()  # a rank group's ranks: Strikes(limit=None)
         self.test_mark: tuple[int | None, int] = (None, 0)  # (pid, output offset) at test start
         self.printed_before_stop = ""
         self.starts = 0
+        self.test_budget_s = math.inf  # student time the current test may use in all
+        self.test_used_s = 0.0         # ... and has used so far
+        self.over_budget = ""          # why a call stops when the test has used it up
+        self.test_deadline = math.inf  # while a call runs: when the test's time is up
 
     # ---------------------------------------------------------- lifecycle --
-    def start(self) -> None:
+    def start(self, import_module: bool = True) -> None:
         """Start the worker and import the student's module; failures are recorded in
-        start_failure (the grader's fault) or import_failure (the submission's)."""
+        start_failure (the grader's fault) or import_failure (the submission's).
+
+        import_module=False leaves the import to `import_student_module()`, so grader-side
+        set-up (joining a process group) runs before any student code can interfere."""
         self.stop()
+        self.student_code_loaded = False
         self.not_graded = self._submission_problem()
         if self.not_graded:
             return
         self._spawn()
-        if self.process is not None:
-            self._import_student_module()
+        if self.process is not None and import_module:
+            self.import_student_module()
 
     def _submission_problem(self) -> str | None:
         """Why there is no student file to run, in words that are the same every run."""
@@ -105,11 +117,13 @@ class WorkerProcess:
         command = [sys.executable, "-I", str(self.scratch / "_worker_main.py"),
                    str(to_worker_r), str(from_worker_w), os.pathsep.join(self._sys_path())]
         try:
+            self.cgroup = box.new_cgroup()
             self.process = subprocess.Popen(
                 command, cwd=self.scratch, stdin=subprocess.DEVNULL, stdout=self.output,
                 stderr=subprocess.STDOUT, pass_fds=(to_worker_r, from_worker_w),
                 env={**worker_environment(self.scratch), **(self.config.extra_environment or {})},
-                start_new_session=True, preexec_fn=functools.partial(box.enter, uid, self.scratch),
+                start_new_session=True,
+                preexec_fn=functools.partial(box.enter, uid, self.scratch, self.cgroup),
             )
         except (OSError, subprocess.SubprocessError) as error:
             for fd in (to_worker_r, to_worker_w, from_worker_r, from_worker_w):
@@ -136,8 +150,10 @@ class WorkerProcess:
             self.stop()
             self.start_failure = f"the worker process could not start: got {hello}\n{output}"
 
-    def _import_student_module(self) -> None:
-        """Import the student's module in the worker; if that fails, import_failure says how."""
+    def import_student_module(self) -> None:
+        """Import the student's module in the worker; if that fails, import_failure says how.
+        From here on, whatever goes wrong in this worker may be the student's doing."""
+        self.student_code_loaded = True
         try:
             reply = self._exchange({"op": "load", "module": self.config.module},
                                    IMPORT_TIMEOUT_S, during="importing your module")
@@ -177,18 +193,36 @@ class WorkerProcess:
     def stop(self) -> None:
         if self.process is not None:
             self.printed_before_stop = self.printed_this_test()
-            try:
-                os.killpg(self.process.pid, signal.SIGKILL)
-            except (ProcessLookupError, PermissionError):
-                pass
+            self.kill()
             self.process.wait()
             for fd in (self.to_worker, self.from_worker):
                 os.close(fd)
             self.output.close()
             self.process = None
+        if self.cgroup is not None:  # whatever the worker started, wherever it hid
+            self.cgroup.remove()
+            self.cgroup = None
         if self.scratch is not None:
             shutil.rmtree(self.scratch, ignore_errors=True)
             self.scratch = None
+
+    def kill(self) -> None:
+        """SIGKILL the worker and all it started. In a PID namespace, that is its PID 1:
+        the parent we started, outside, reaps it and then ends the same way (killing that
+        parent too would leave the worker a zombie of the machine's init)."""
+        if self.process is None:
+            return
+        inside = _children(self.process.pid) if sandbox().pid_namespace else []
+        for pid in inside:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        if not inside:
+            try:
+                os.killpg(self.process.pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
 
     def printed_this_test(self) -> str:
         """What the student's code printed since the current test began (the last
@@ -226,6 +260,8 @@ class WorkerProcess:
                                              or self.not_graded):
                 self.start()
             self._raise_if_broken()
+            started = time.monotonic()  # after starting the worker: that time is the grader's
+            self.test_deadline = started + self.test_budget_s - self.test_used_s
             try:
                 reply = self._exchange(message, self.config.call_timeout_s,
                                        during="running your code")
@@ -236,14 +272,22 @@ class WorkerProcess:
                 if reply["ok"]:
                     return reply["value"]
                 raise self._with_output(rebuild_exception(reply["error"]))
+            finally:
+                self.test_deadline = math.inf
+                self.test_used_s += time.monotonic() - started
         raise self._with_output(StudentCrash(self.poisoned))
 
     def _with_output(self, error: Exception) -> Exception:
         error.student_output = self.printed_this_test()[-OUTPUT_SHOWN_BYTES:]
         return error
 
-    def new_test(self) -> None:
-        """A new test starts: forget the previous test's crash."""
+    def new_test(self, budget_s: float | None = None, over_budget: str = "") -> None:
+        """A new test starts: forget the previous test's crash. budget_s: the time its calls
+        into student code may take together (None: only each call's own timeout); a call
+        still running when that is spent is stopped, failing with `over_budget`."""
+        self.test_budget_s = math.inf if budget_s is None else budget_s
+        self.test_used_s = 0.0
+        self.over_budget = over_budget or f"ran past this test's time budget of {budget_s} s"
         self.poisoned = None
         self.printed_before_stop = ""
         if self.process is not None:
@@ -259,8 +303,9 @@ class WorkerProcess:
             raise StudentCrash(f"{crash} while {during}") from None
         except (BrokenPipeError, OSError):
             code = self.process.poll() if self.process else None
+            why = self._killed_for_memory() or f"the worker exited (code {code})"
             self.stop()
-            raise StudentCrash(f"the worker exited (code {code}) while {during}") from None
+            raise StudentCrash(f"{why} while {during}") from None
         if not isinstance(reply, dict) or "ok" not in reply:
             self.stop()
             raise StudentCrash(f"the worker sent a malformed reply while {during}")
@@ -272,33 +317,61 @@ class WorkerProcess:
         deadline = time.monotonic() + timeout_s
         header = self._read(wire.HEADER.size, deadline, timeout_s)
         (length,) = wire.HEADER.unpack(header)
-        if length > wire.MAX_FRAME_BYTES:
+        if length > wire.MAX_REPLY_BYTES + (1 << 20):  # never read more than may be kept
             raise StudentCrash(f"the worker sent a frame of {length} bytes")
+        payload = self._read(length, deadline, timeout_s)
         try:
-            return wire.decode_frame(self._read(length, deadline, timeout_s))
-        except Exception as error:  # a forged or corrupt frame
+            wire.check_frame(payload)
+            reply = wire.decode_frame(payload)
+            wire.check_reply(reply)
+        except wire.BadReply as error:
+            raise StudentCrash(f"the worker sent a malformed reply: {error}") from None
+        except Exception as error:  # a forged or corrupt frame torch.load refused
             raise StudentCrash(f"the worker sent data that is not plain ({error})") from None
+        return reply
 
     def _read(self, n: int, deadline: float, timeout_s: float) -> bytes:
-        """n bytes from the worker, checking its memory every WATCH_S while it computes."""
+        """n bytes from the worker, checking its memory every WATCH_S while it computes
+        and as its reply arrives (a thread may hoard memory while replies stay fast)."""
         chunks, remaining = [], n
         while remaining:
-            left = deadline - time.monotonic()
+            self._check_memory()
+            left = min(deadline, self.test_deadline) - time.monotonic()
             ready, _, _ = select.select([self.from_worker], [], [], min(WATCH_S, max(0.0, left)))
             if not ready:
                 if time.monotonic() >= deadline:
                     raise StudentCrash(f"timed out after {timeout_s:g} s")
-                if resident_bytes(self.process.pid) > RESIDENT_LIMIT_BYTES:
-                    raise StudentCrash(f"used more than {RESIDENT_LIMIT_BYTES / GiB:g} GiB "
-                                       "of memory")
+                if time.monotonic() >= self.test_deadline:
+                    raise StudentCrash(self.over_budget)
                 continue
             chunk = os.read(self.from_worker, min(remaining, 1 << 20))
             if not chunk:
                 code = self.process.wait(timeout=5) if self.process else None
-                raise StudentCrash(describe_exit(code))
+                raise StudentCrash(self._killed_for_memory() or describe_exit(code))
             chunks.append(chunk)
             remaining -= len(chunk)
         return b"".join(chunks)
+
+
+    # -------------------------------------------------------------- memory --
+    def _check_memory(self) -> None:
+        if self._memory_in_use() > RESIDENT_LIMIT_BYTES:
+            raise StudentCrash(f"used more than {RESIDENT_LIMIT_BYTES / GiB:g} GiB of memory")
+
+    def _memory_in_use(self) -> int:
+        """All the worker's processes (control group), or else its main process alone."""
+        if self.cgroup is not None:
+            return self.cgroup.memory_in_use()
+        pid = self.process.pid
+        if sandbox().pid_namespace:  # we started its parent, which waits outside (sandbox.py)
+            pid = next(iter(_children(pid)), pid)
+        return resident_bytes(pid)
+
+    def _killed_for_memory(self) -> str:
+        """'used more than N GiB of memory' if the kernel killed the worker for that."""
+        if self.cgroup is None or not self.cgroup.killed_for_memory():
+            return ""
+        return f"used more than {self.cgroup.limits.memory_bytes / GiB:g} GiB of memory"
 
 
 def _target_name(message: dict) -> str:
@@ -307,6 +380,14 @@ def _target_name(message: dict) -> str:
     if kind == "probe":
         return f"the probe {attribute[1]}"
     return str(attribute or "the object")
+
+
+def _children(pid: int) -> list[int]:
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children") as f:
+            return [int(child) for child in f.read().split()]
+    except (OSError, ValueError):
+        return []
 
 
 def resident_bytes(pid: int) -> int:

@@ -76,8 +76,9 @@ class Worker:
 
     def resolve(self, target: tuple) -> object:
         kind, where, attribute = target
-        if kind == "probe":
-            return functools.partial(self.probe(*attribute), self.modules[where])
+        if kind == "probe":  # where=None: a grader probe run before any student code
+            module = self.modules[where] if where is not None else None
+            return functools.partial(self.probe(*attribute), module)
         owner = self.modules[where] if kind == "module" else self.handles[where]
         return owner if attribute is None else getattr(owner, attribute)
 

@@ -13,6 +13,8 @@ see the same setup:
 - markers: `points(n)`, `gpu` (skipped with a reason without CUDA), `slow`.
 - `--results-log FILE`: one JSON line per collected and per finished test,
   read by the grader to build results.json incrementally.
+- per-test time budgets: each test's calls into student code may take, together,
+  a multiple of the reference's time on the same test (grader/pipeline/timings.py).
 """
 
 from __future__ import annotations
@@ -44,6 +46,9 @@ def pytest_addoption(parser):
                          "why (grader/pipeline/collect.py): its tests fail saying so")
     group.addoption("--task", action="append", default=[], metavar="ID",
                     help="run only the tests of this task, e.g. --task 5.1 (repeatable)")
+    group.addoption("--no-test-budgets", action="store_true",
+                    help="no per-test time budgets from tests/<name>/timings.json (used "
+                         "when measuring them, grader/pipeline/timings.py)")
 
 
 def pytest_configure(config):
@@ -75,6 +80,8 @@ class Session:
         self.problems = dict(p.split("=", 1) for p in config.getoption("--submission-problem"))
         self.workers: dict[str, object] = {}
         self.modules: dict[str, object] = {}
+        self.test_budgets = not config.getoption("--no-test-budgets")
+        self.timings: dict[str, dict | None] = {}  # assignment -> nodeid -> reference's s
         log = config.getoption("--results-log")
         self.log = open(log, "a", buffering=1) if log else None
 
@@ -94,6 +101,19 @@ class Session:
                 call_timeout_s=assignment.call_timeout_s,
                 problem=self.problems.get(assignment.name)))
         return self.workers[assignment.name]
+
+    def test_budget(self, assignment: Assignment, nodeid: str) -> dict:
+        """The new_test arguments that bound this test's time in student code: a multiple
+        of the reference's time on it (grader/pipeline/timings.py), or nothing."""
+        from grader.pipeline import timings
+
+        if not self.test_budgets:
+            return {}
+        if assignment.name not in self.timings:
+            self.timings[assignment.name] = timings.load(assignment)
+        budget = timings.budget_s((self.timings[assignment.name] or {}).get(nodeid))
+        return {} if budget is None else {"budget_s": budget,
+                                          "over_budget": timings.over_budget(budget)}
 
     def in_process_module(self, assignment: Assignment):
         """Import the student's module here, beside the provided files."""
@@ -147,8 +167,11 @@ class Session:
         else:
             status = "ungradable" if getattr(report, "llmlab_ungradable", False) else "failed"
             message = getattr(report, "llmlab_message", None) or report.longreprtext[-3000:]
-        self.write({"event": "finished", "nodeid": report.nodeid, "status": status,
-                    "message": message, "duration": round(report.duration, 3)})
+        record = {"event": "finished", "nodeid": report.nodeid, "status": status,
+                  "message": message, "duration": round(report.duration, 3)}
+        if hasattr(report, "llmlab_student_s"):  # time in student code (timings.py)
+            record["student_s"] = round(report.llmlab_student_s, 3)
+        self.write(record)
 
     def close(self) -> None:
         for worker in self.workers.values():
@@ -181,7 +204,8 @@ def student(request):
         return session.in_process_module(assignment)
     seed = sum(map(ord, request.node.nodeid)) % (2**31)
     worker = session.worker(assignment)
-    worker.new_test()
+    worker.new_test(**session.test_budget(assignment, request.node.nodeid))
+    request.node.llmlab_worker = worker  # its time in student code goes in the result log
     return StudentProxy(worker, assignment.module, seed=seed)
 
 
@@ -273,6 +297,9 @@ def _describe_item(item, cases: int = 1) -> dict:
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_makereport(item, call):
     report = yield
+    worker = getattr(item, "llmlab_worker", None)
+    if call.when == "call" and worker is not None:
+        report.llmlab_student_s = worker.test_used_s
     if report.failed and call.excinfo is not None:
         from grader.isolation.errors import GraderFault
 

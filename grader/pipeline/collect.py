@@ -13,6 +13,7 @@ place in the submission, never by a temporary path: it reads the same every run.
 
 from __future__ import annotations
 
+import os
 import shutil
 import stat
 import subprocess
@@ -41,7 +42,7 @@ def stage_submission(submission: Path, assignments: list[Assignment]) -> Staged:
     staged = Staged(Path(tempfile.mkdtemp(prefix="llmlab-submission-")), str(submission),
                     commit=git_commit(submission))
     for assignment in assignments:
-        _copy_checked(assignment.student_path(submission), assignment, staged)
+        _copy_checked(Path(submission), assignment, staged)
     return staged
 
 
@@ -49,35 +50,62 @@ def stage_reference(assignments: list[Assignment]) -> Staged:
     """The reference solutions, staged exactly like a submission."""
     staged = Staged(Path(tempfile.mkdtemp(prefix="llmlab-reference-")), "reference/")
     for assignment in assignments:
-        _copy_checked(assignment.reference_path(), assignment, staged)
+        target = assignment.student_path(staged.root)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(assignment.reference_path(), target)
     return staged
 
 
-def _copy_checked(source: Path, assignment: Assignment, staged: Staged) -> None:
+def _copy_checked(submission: Path, assignment: Assignment, staged: Staged) -> None:
     """Copy the student's file into the staged tree, or record why it was not taken."""
-    problem = _why_not_taken(source, f"assignments/{assignment.name}/{assignment.student_file}")
-    if problem:
-        staged.problems[assignment.name] = problem
-        return
-    target = assignment.student_path(staged.root)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(source, target)
-
-
-def _why_not_taken(source: Path, relative: str) -> str | None:
-    """Why the file may not be graded, naming it by `relative`; None if it may."""
+    relative = Path("assignments") / assignment.name / assignment.student_file
     try:
-        info = source.lstat()
-    except FileNotFoundError:
-        return f"{relative} is missing from the submission"
-    if stat.S_ISLNK(info.st_mode):
-        return f"{relative} is a symbolic link: only regular files are graded"
-    if not stat.S_ISREG(info.st_mode):
-        return f"{relative} is not a regular file: it was not graded"
-    if info.st_size > MAX_FILE_BYTES:
-        return (f"{relative} is {info.st_size:,} bytes: files over {MAX_FILE_BYTES >> 20} MiB "
-                "are not graded")
-    return None
+        data = read_inside(submission, relative)
+    except NotTaken as problem:
+        staged.problems[assignment.name] = str(problem)
+        return
+    target = staged.root / relative
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_bytes(data)
+
+
+class NotTaken(Exception):
+    """Why a submission's file may not be graded, in words that are the same every run."""
+
+
+def read_inside(root: Path, relative: Path) -> bytes:
+    """The bytes of root/relative, a regular file of at most MAX_FILE_BYTES reached
+    without following any symbolic link and resolving inside `root`; else NotTaken.
+
+    Every component is checked, not only the last: `assignments` linked to
+    /proc/self/cwd/reference would otherwise hand over the grader's own reference.
+    """
+    root = Path(root).resolve()
+    path = root
+    for part in relative.parts:
+        path = path / part
+        shown = path.relative_to(root)
+        try:
+            info = path.lstat()
+        except FileNotFoundError:
+            raise NotTaken(f"{relative} is missing from the submission") from None
+        if stat.S_ISLNK(info.st_mode):
+            raise NotTaken(f"{shown} is a symbolic link: only regular files and folders "
+                           "are graded")
+    if not path.resolve().is_relative_to(root):
+        raise NotTaken(f"{relative} lies outside the submission")
+    try:  # O_NOFOLLOW: a link swapped in after the checks is refused, not followed
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError as error:
+        raise NotTaken(f"{relative} could not be read ({error.strerror})") from None
+    with os.fdopen(fd, "rb") as f:
+        info = os.fstat(f.fileno())
+        if not stat.S_ISREG(info.st_mode):
+            raise NotTaken(f"{relative} is not a regular file: it was not graded")
+        if info.st_size > MAX_FILE_BYTES:
+            raise NotTaken(f"{relative} is {info.st_size:,} bytes: files over "
+                           f"{MAX_FILE_BYTES >> 20} MiB are not graded")
+        return f.read(MAX_FILE_BYTES + 1)[:MAX_FILE_BYTES]
 
 
 def git_commit(folder: Path) -> str | None:

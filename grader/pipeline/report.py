@@ -17,6 +17,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from grader.pipeline.text import fenced, shown
+
 VISIBILITY = {"public": "visible", "hidden": "after_due_date"}
 
 
@@ -65,19 +67,20 @@ class Report:
             self.tests[record["nodeid"]] = TestResult(assignment=record["assignment"], **fields)
         elif record["event"] == "finished" and record["nodeid"] in self.tests:
             test = self.tests[record["nodeid"]]
-            test.status, test.message = record["status"], record["message"]
+            test.status, test.message = record["status"], shown(record["message"])
 
     def close_assignment(self, assignment: str, status: str, message: str) -> None:
         """Every test of `assignment` that never finished gets `status` and `message`."""
         for test in self.tests.values():
             if test.assignment == assignment and test.status == "pending":
-                test.status, test.message = status, message
+                test.status, test.message = status, shown(message)
 
     def add_placeholder(self, assignment: str, message: str) -> None:
         """A suite that could not even be collected still shows up as a failed line."""
         nodeid = f"{assignment}::<suite>"
         self.tests[nodeid] = TestResult(nodeid, f"{assignment}/(suite could not run)",
-                                        assignment, None, "hidden", 0.0, "ungradable", message)
+                                        assignment, None, "hidden", 0.0, "ungradable",
+                                        shown(message))
 
     # ------------------------------------------------------------ queries --
     def graded(self) -> list[TestResult]:
@@ -161,8 +164,8 @@ class Report:
         if failed:
             lines += ["", "<details><summary>Failing tests</summary>", ""]
             for t in failed[:50]:
-                lines += [f"**{t.name}** ({t.status})", "", "```", t.message.strip()[:1500],
-                          "```", ""]
+                lines += [f"**{t.name}** ({t.status})", "", *fenced(t.message.strip()[:1500]),
+                          ""]
             lines.append("</details>")
         if self.ungradable:
             lines += ["", f"**{len(self.ungradable)} tests were ungradable** (grader or machine "

@@ -13,7 +13,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from grader.kit.checks import assert_all, assert_raises, assert_tensor
-from grader.kit.observe import call_and_inspect_inputs, triton_launches
+from grader.kit.kernels import assert_kernels_read_and_wrote, replayed_launches
+from grader.kit.observe import call_and_inspect_inputs
 from grader.kit.probes import run_probe
 from grader.kit.strategies import KERNEL_DEVICE
 from tests.flash_attention.expect import (
@@ -21,10 +22,12 @@ from tests.flash_attention.expect import (
     DTYPES,
     HEAD_DIMS,
     assert_forward_matches,
+    assert_output_matches,
     attention_cases,
     forbidden,
     make_qkv,
     score_budget,
+    torch_attention,
     traced_call,
 )
 
@@ -52,13 +55,17 @@ def test_a_query_of_zeros_averages_the_values_and_lse_is_log_tk(student, n_keys)
 
 @points(2)
 @pytest.mark.parametrize("n_q, n_k", [(256, 256), (256, 320)], ids=str)
-def test_no_score_sized_tensor_and_no_sdpa_in_the_forward(student, n_q, n_k):
+def test_no_score_sized_tensor_and_no_torch_attention_in_the_forward(student, n_q, n_k):
     """No tensor of Tq×Tk scores is created outside the kernel (the largest allowed is
-    max(4·(Tq+Tk)·D, 128²) elements), and scaled_dot_product_attention is never called."""
+    max(4·(Tq+Tk)·D, 128²) elements), and no torch attention runs: no
+    scaled_dot_product_attention, no torch matrix product or softmax."""
     q, k, v = make_qkv((1, 1, n_q, 16), n_k, torch.float32, seed=n_q + n_k)
     seen = run_probe(student, traced_call, "flash_attention_forward", q, k, v, None, False)
     calls = forbidden(seen["forward_ops"])
     assert not calls, f"flash_attention_forward called fused attention ops: {calls}"
+    calls = torch_attention(seen["forward_ops"])
+    assert not calls, (f"flash_attention_forward ran torch matrix products or softmax outside "
+                       f"its kernel: {calls}")
     budget = score_budget(n_q, n_k, 16)
     assert seen["largest"] <= budget, (
         f"flash_attention_forward created a tensor of {seen['largest']} elements "
@@ -132,12 +139,16 @@ def test_outputs_have_the_right_shape_dtype_and_device(student, case):
 
 
 @points(1)
-def test_a_triton_kernel_is_launched(student):
-    """flash_attention_forward launches a @triton.jit kernel (not only torch operations)."""
-    q, k, v = make_qkv((1, 1, 8, 16), 12, torch.float32, seed=1)
-    before = triton_launches(student)
-    student.flash_attention_forward(q, k, v)
-    assert triton_launches(student) > before, "flash_attention_forward launched no Triton kernel"
+def test_the_triton_kernel_computes_o_from_q_k_v(student):
+    """flash_attention_forward's Triton kernel reads q, k and v and writes o: its launches,
+    run again without your Python on other values written into q, k and v, leave the
+    attention of those values in o."""
+    q, k, v = make_qkv((2, 3, 37, 16), 45, torch.float32, seed=1)
+    new = make_qkv((2, 3, 37, 16), 45, torch.float32, seed=2)
+    report = run_probe(student, replayed_launches, "flash_attention_forward", [q, k, v], {}, new)
+    assert_kernels_read_and_wrote(report, ["q", "k", "v"], ["o"], "flash_attention_forward")
+    assert_output_matches(report["replayed"][0], *new, causal=False, sm_scale=None,
+                          what=" left by the kernel launches replayed on new q, k, v")
 
 
 @points(1)

@@ -11,7 +11,10 @@ import json
 import shutil
 from pathlib import Path
 
+import pytest
+
 from grader.course import ASSIGNMENTS
+from grader.pipeline.collect import NotTaken, read_inside
 from grader.pipeline.grade import GradeOptions, grade, stage
 
 QUANTIZATION, DDP = ASSIGNMENTS["quantization"], ASSIGNMENTS["ddp"]
@@ -62,7 +65,7 @@ def test_a_symlinked_student_file_fails_every_test_saying_it_is_a_symlink(tmp_pa
     correct_file(root, DDP)
     tests = graded(root, tmp_path)
     assert_fails_saying(tests, QUANTIZATION, "assignments/quantization/quantize.py is a "
-                        "symbolic link: only regular files are graded", tmp_path)
+                        "symbolic link: only regular files and folders are graded", tmp_path)
     assert_all_pass(tests, DDP)
 
 
@@ -79,3 +82,36 @@ def test_a_student_file_over_1_mib_fails_every_test_saying_how_large_it_is(tmp_p
     assert_fails_saying(tests, DDP, "assignments/ddp/ddp.py is 2,097,152 bytes: files over "
                         "1 MiB are not graded", tmp_path)
     assert_all_pass(tests, QUANTIZATION)
+
+
+def test_a_linked_folder_fails_every_test_saying_which_folder_is_a_link(tmp_path):
+    """`assignments` linked to /proc/self/cwd/reference — the grader's own working
+    directory is the instructor repository — is refused, not followed to the reference."""
+    root = tmp_path / "submission"
+    root.mkdir()
+    (root / "assignments").symlink_to("/proc/self/cwd/reference")
+    tests = graded(root, tmp_path)
+    assert_fails_saying(tests, QUANTIZATION, "assignments is a symbolic link", tmp_path)
+    assert_fails_saying(tests, DDP, "assignments is a symbolic link", tmp_path)
+
+
+@pytest.mark.parametrize("link", ["assignments", "assignments/quantization",
+                                  "assignments/quantization/quantize.py"])
+def test_no_component_of_the_path_may_be_a_link(tmp_path, link):
+    """Whichever component is the link, the file is not read and the link is named."""
+    root = tmp_path / "submission"
+    real = tmp_path / "elsewhere"
+    (real / "quantization").mkdir(parents=True)
+    (real / "quantization" / "quantize.py").write_text("x = 1\n")
+    (root / link).parent.mkdir(parents=True, exist_ok=True)
+    (root / link).symlink_to(real / Path(link).relative_to("assignments")
+                             if link != "assignments" else real)
+    with pytest.raises(NotTaken, match=f"^{link} is a symbolic link"):
+        read_inside(root, Path("assignments/quantization/quantize.py"))
+
+
+def test_a_regular_file_inside_the_submission_is_read(tmp_path):
+    path = tmp_path / "assignments" / "quantization" / "quantize.py"
+    path.parent.mkdir(parents=True)
+    path.write_text("x = 1\n")
+    assert read_inside(tmp_path, Path("assignments/quantization/quantize.py")) == b"x = 1\n"

@@ -110,7 +110,7 @@ def test_a_new_assignment_needs_only_its_own_folders(tmp_path):
     copy = make_copy(tmp_path)
     before = files(copy)
 
-    for step in (["stubs"], ["docs"]):
+    for step in (["stubs"], ["docs"], ["timings", "--assignment", "toy"]):
         result = grader(copy, *step)
         assert result.returncode == 0, result.stdout + result.stderr
     stub = (copy / "assignments/toy/toy.py").read_text()

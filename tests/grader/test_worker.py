@@ -197,16 +197,17 @@ needs_root_sandbox = pytest.mark.skipif(
 
 @needs_root_sandbox
 def test_the_worker_runs_as_another_user_and_cannot_signal_the_grader(student_factory):
+    """Another uid may not signal it; in a PID namespace the grader has no pid at all."""
     student = student_factory("""
         import os, signal
-        def attack():
-            os.kill(os.getppid(), signal.SIGKILL)
+        def attack(grader):
+            os.kill(grader, signal.SIGKILL)
         def whoami():
             return os.getuid()
     """)
     assert student.whoami() != os.getuid()
-    with pytest.raises(PermissionError):
-        student.attack()
+    with pytest.raises((PermissionError, ProcessLookupError)):
+        student.attack(os.getpid())
 
 
 @pytest.mark.skipif(not sandbox().hide_files, reason="no mount namespaces here")
@@ -234,6 +235,19 @@ def test_the_worker_has_loopback_but_no_other_network(student_factory):
             return sorted(name for _, name in socket.if_nameindex())
     """)
     assert student.interfaces() == ["lo"]
+
+
+@pytest.mark.skipif(not sandbox().hide_files, reason="no private scratch directory here")
+def test_the_scratch_directory_has_a_quota(student_factory):
+    """Files below the size limit each, but more of them than the scratch tmpfs holds."""
+    student = student_factory("""
+        def fill():
+            for n in range(8):                   # bounded: 8 x 48 MiB
+                with open(f"fill{n}.bin", "wb") as f:
+                    f.write(b"x" * (48 << 20))
+    """)
+    with pytest.raises(OSError, match="No space left on device"):
+        student.fill()
 
 
 def test_what_the_student_printed_is_shown_beside_the_failure_as_is(student_factory):

@@ -1,22 +1,23 @@
 """Trusted expectations for kv_cache: a float64 attention, the provided model, comparisons.
 
 Everything here runs in the trusted test process. The model file is the
-grader's own copy of assignments/kv_cache/model.py, imported under a name no
-student module can shadow; it is handed `ORACLE` (a float64 masked softmax) in
-place of a student's module.
+grader's own copy of assignments/kv_cache/model.py (grader/kit/provided.py),
+never the worker's, which the student's cache.py imports and could patch. It is
+handed `ORACLE` (a float64 masked softmax) for the expected values, and the
+`student` seam for the values under test: then only KVCache and
+causal_attention run in the worker, and the model around them runs here.
 """
 
 from __future__ import annotations
 
-import importlib.util
+import functools
 import math
-import sys
 from types import SimpleNamespace
 
 import torch
 
-from grader.course import REPO
 from grader.kit.checks import assert_close, assert_equal, assert_tensor
+from grader.kit.provided import provided_module
 from tests.kv_cache.tolerances import KV_ATTENTION_ATOL_SCALE, KV_LOGITS
 
 
@@ -60,24 +61,55 @@ ORACLE = SimpleNamespace(
 
 
 def model_module():
-    """The grader's own assignments/kv_cache/model.py, imported once under a private name."""
-    name = "llmlab_kv_cache_model"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(
-            name, REPO / "assignments" / "kv_cache" / "model.py")
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module  # dataclasses look their module up by name
-        spec.loader.exec_module(module)
-    return sys.modules[name]
+    """The grader's own assignments/kv_cache/model.py."""
+    return provided_module("kv_cache", "model.py")
+
+
+def one_torch_thread(function):
+    """Run `function` with one torch thread: the model's tensors are tiny, and a second
+    thread only waits for a core (the worker has one thread; machines have two cores)."""
+    @functools.wraps(function)
+    def wrapper(*args, **kwargs):
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)
+        try:
+            return function(*args, **kwargs)
+        finally:
+            torch.set_num_threads(threads)
+    return wrapper
+
+
+@one_torch_thread
+def generation(impl, prompt, max_new_tokens, use_cache, seed):
+    """Greedy (tokens, logits) of the provided model, run here, with `impl`'s KVCache and
+    causal_attention (the `student` seam, or ORACLE)."""
+    model = model_module()
+    net = model.TinyTransformer(model.Config(), impl, seed)
+    return model.generate(net, prompt, max_new_tokens, use_cache, return_logits=True)
+
+
+@one_torch_thread
+def prefill_in_chunks(impl, tokens, chunks, seed):
+    """Feed tokens [B, T] through the provided model (run here) in chunks, with `impl`'s
+    caches: the logits of every position and each layer's seq_len after each chunk."""
+    model = model_module()
+    net = model.TinyTransformer(model.Config(), impl, seed)
+    caches = net.new_caches(tokens.shape[0], tokens.shape[1])
+    logits, seq_lens, start = [], [], 0
+    with torch.no_grad():
+        for n in chunks:
+            logits.append(net(tokens[:, start:start + n], caches))
+            seq_lens.append([c.seq_len for c in caches])
+            start += n
+    return torch.cat(logits, dim=1), seq_lens
 
 
 def oracle_generation(prompt, max_new_tokens, seed):
     """(tokens, logits) of uncached greedy generation with the float64 attention."""
-    model = model_module()
-    net = model.TinyTransformer(model.Config(), ORACLE, seed)
-    return model.generate(net, prompt, max_new_tokens, use_cache=False, return_logits=True)
+    return generation(ORACLE, prompt, max_new_tokens, False, seed)
 
 
+@one_torch_thread
 def oracle_logits(tokens, seed):
     """Logits [B, T, vocab] of one uncached pass with the float64 attention."""
     model = model_module()

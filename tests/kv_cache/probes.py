@@ -150,27 +150,3 @@ def new_cache(impl, args, kwargs):
             "device": str(cache.k_cache.device), "seq_len": cache.seq_len,
             "seq_len_type": type(cache.seq_len).__name__,
             "distinct": cache.k_cache.data_ptr() != cache.v_cache.data_ptr()}
-
-
-def generation(impl, prompt, max_new_tokens, use_cache, seed):
-    """The provided model with the student's module: greedy (tokens, logits)."""
-    import model
-
-    net = model.TinyTransformer(model.Config(), impl, seed)
-    return model.generate(net, prompt, max_new_tokens, use_cache, return_logits=True)
-
-
-def chunked_prefill(impl, tokens, chunks, seed):
-    """Feed tokens [B, T] through the model in chunks, with caches; logits of every position
-    and each layer's seq_len after each chunk."""
-    import model
-
-    net = model.TinyTransformer(model.Config(), impl, seed)
-    caches = net.new_caches(tokens.shape[0], tokens.shape[1])
-    logits, seq_lens, start = [], [], 0
-    with torch.no_grad():
-        for n in chunks:
-            logits.append(net(tokens[:, start:start + n], caches))
-            seq_lens.append([c.seq_len for c in caches])
-            start += n
-    return torch.cat(logits, dim=1), seq_lens

@@ -221,6 +221,9 @@ def test_overflow_raises_value_error_and_leaves_the_cache_unchanged(student, seq
         f"got {got['raised'] or 'no exception'}")
     (len0, k0, v0), (len1, k1, v1) = got["before"], got["after"]
     assert len1 == len0 == prefix, f"seq_len changed from {len0} to {len1} on a failed update"
+    # Before and after both come from the worker: anchor the filled part to the inputs.
+    assert_equal(k0[:, :, :prefix], k[:, :, :prefix], "k_cache's first positions before it")
+    assert_equal(v0[:, :, :prefix], v[:, :, :prefix], "v_cache's first positions before it")
     assert_equal(k1, k0, "k_cache after the failed update equals k_cache before it")
     assert_equal(v1, v0, "v_cache after the failed update equals v_cache before it")
     assert_equal(got["then_filled"], k[:, :, :max_len], "keys after filling the remaining room")

@@ -11,7 +11,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from grader.kit.checks import assert_raises, assert_tensor
-from grader.kit.observe import triton_launches
+from grader.kit.kernels import assert_kernels_read_and_wrote, replayed_launches
+from grader.kit.probes import run_probe
 from grader.kit.strategies import KERNEL_DEVICE, float_tensors, matrices, matrix_shapes
 from tests.quantization.expect import assert_codes_match, assert_scale_matches
 
@@ -111,11 +112,19 @@ def test_output_shapes_dtypes_and_layout(student, x):
 
 
 @points(1)
-def test_a_triton_kernel_is_launched(student):
-    """quantize_rowwise launches a @triton.jit kernel (not only torch operations)."""
-    before = triton_launches(student)
-    student.quantize_rowwise(torch.randn(4, 7, device=KERNEL_DEVICE))
-    assert triton_launches(student) > before, "quantize_rowwise launched no Triton kernel"
+def test_the_triton_kernel_computes_q_and_scale_from_x(student, reference):
+    """quantize_rowwise's Triton kernel reads x and writes q and scale: its launches, run
+    again without your Python on other values written into x, leave their codes and scales."""
+    g = torch.Generator().manual_seed(3)
+    x = torch.randn(4, 7, generator=g).to(KERNEL_DEVICE)
+    x_new = (torch.randn(4, 7, generator=g) * 5).to(KERNEL_DEVICE)
+    report = run_probe(student, replayed_launches, "quantize_rowwise", [x], {}, [x_new])
+    assert_kernels_read_and_wrote(report, ["x"], ["q", "scale"], "quantize_rowwise")
+    q, scale = report["replayed"]
+    q_ref, scale_ref = reference.absmax_quantize(x_new, dim=1)
+    what = "{} left by the kernel launches replayed on a new x"
+    assert_scale_matches(scale, scale_ref, x_new, what=what.format("scale"))
+    assert_codes_match(q, q_ref, x_new, dim=1, what=what.format("q"))
 
 
 @points(1)

@@ -64,16 +64,16 @@ def unused_layer(ddp, method):
     return [None if p.grad is None else p.grad for p in net["unused"].parameters()]
 
 
-def sgd_steps(ddp, steps):
-    """A few SGD steps of a small MLP, each rank on its own random data."""
+def sgd_steps(ddp, initial, batches):
+    """A few SGD steps of a small MLP: rank r starts from initial[r] and trains on batches[r]."""
     rank = dist.get_rank()
-    torch.manual_seed(rank)  # different initial weights on every rank
     net = nn.Sequential(nn.Linear(4, 8), nn.Tanh(), nn.Linear(8, 1))
+    net.load_state_dict(initial[rank])
     model = ddp.DDP(net, bucket_size_mb=0.0001)
     opt = torch.optim.SGD(net.parameters(), lr=0.1)
-    for _ in range(steps):
+    for x in batches[rank]:
         opt.zero_grad()
-        loss = (model(torch.randn(5, 4)) ** 2).mean()
+        loss = (model(x) ** 2).mean()
         loss.backward()
         model.finish_gradient_synchronization()
         opt.step()
@@ -99,6 +99,28 @@ def count_all_reduces(ddp):
     finally:
         dist.all_reduce = original
     return events
+
+
+# ------------------------------------------------- what one process computes --
+def mlp_weights(seed):
+    """The state of a freshly initialised nn.Sequential(Linear(4, 8), Tanh, Linear(8, 1))."""
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        net = nn.Sequential(nn.Linear(4, 8), nn.Tanh(), nn.Linear(8, 1))
+    return {name: value.clone() for name, value in net.state_dict().items()}
+
+
+def sgd_on_one_process(initial, batches):
+    """What every rank must end with: rank 0's initial weights, trained step by step on
+    the batches of all ranks together (the mean of the ranks' losses)."""
+    net = nn.Sequential(nn.Linear(4, 8), nn.Tanh(), nn.Linear(8, 1))
+    net.load_state_dict(initial[0])
+    opt = torch.optim.SGD(net.parameters(), lr=0.1)
+    for step in zip(*batches, strict=True):
+        opt.zero_grad()
+        (sum((net(x) ** 2).mean() for x in step) / len(step)).backward()
+        opt.step()
+    return [p.detach() for p in net.parameters()]
 
 
 # ---------------------------------------------------------------- Task 6.1 --
@@ -149,10 +171,17 @@ def test_6_3_unused_parameter_gets_a_zero_gradient(ranks):
 @points(2)
 @pytest.mark.task("6.3")
 def test_6_3_parameters_stay_identical_across_ranks(ranks):
-    """Ranks start from different seeds and see different data, yet stay identical."""
-    first, second = ranks(2).run(sgd_steps, args=(3,))
+    """Ranks start from different weights and see different data, yet stay identical:
+    both hold what SGD on all the data in one process gives."""
+    g = torch.Generator().manual_seed(0)
+    initial = [mlp_weights(rank) for rank in range(2)]
+    batches = [[torch.randn(5, 4, generator=g) for _ in range(3)] for _ in range(2)]
+    first, second = ranks(2).run(sgd_steps, args=(initial, batches))
     for a, b in zip(first, second, strict=True):
         assert torch.equal(a, b), "parameters differ between rank 0 and rank 1"
+    for got, expected in zip(first, sgd_on_one_process(initial, batches), strict=True):
+        assert torch.allclose(got, expected, rtol=1e-5, atol=1e-6), \
+            f"parameters after 3 steps: {got} differ from one process's SGD: {expected}"
 
 
 @points(2)

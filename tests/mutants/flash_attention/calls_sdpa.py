@@ -1,5 +1,5 @@
 """Computes o with torch's scaled_dot_product_attention when not causal (lse from the kernel).
-Caught by: test_no_score_sized_tensor_and_no_sdpa_in_the_forward[256-256]
+Caught by: test_no_score_sized_tensor_and_no_torch_attention_in_the_forward[256-256]
 
 Assignment 4: FlashAttention, a fused attention kernel in Triton.
 

@@ -1,9 +1,9 @@
 """quantize_rowwise calls absmax_quantize(x, dim=1): no Triton kernel.
-Caught by: test_a_triton_kernel_is_launched
+Caught by: test_the_triton_kernel_computes_q_and_scale_from_x
 
 quantize_rowwise calls absmax_quantize(x, dim=1) instead of launching a Triton kernel (right
 values, no kernel).
-Failing hidden tests (CPU, grading profile): test_a_triton_kernel_is_launched.
+Failing hidden tests (CPU, grading profile): test_the_triton_kernel_computes_q_and_scale_from_x.
 
 ---- the reference's docstring, unchanged: ----
 
