@@ -1,4 +1,4 @@
-"""Raises and prints text built to break whatever shows it: a lone surrogate (crashes a
+"""Raises (RuntimeError, never the ValueError a test may expect) and prints text built to break whatever shows it: a lone surrogate (crashes a
 UTF-8 print), a NUL, ANSI escapes (clear the screen, fake a green line) and a markdown
 fence that would close the step summary's code block and forge a heading after it.
 Expect: x00
@@ -11,11 +11,11 @@ NASTY = "\udcff\x00\x1b[2J\x1b[32mPASSED 100/100\x1b[0m\n```\n# Grade: 100 / 100
 
 def absmax_quantize(x, dim=None):
     print(NASTY)
-    raise ValueError(NASTY)
+    raise RuntimeError(NASTY)
 
 
 def absmax_dequantize(q, scale):
-    raise ValueError(NASTY)
+    raise RuntimeError(NASTY)
 
 
 def quantize_rowwise(x):
