@@ -1,6 +1,7 @@
 """Raises (a RuntimeError: a ValueError would pass the bad-input tests) and prints text
-built to break whatever shows it: a lone surrogate (crashes a UTF-8 print), a NUL, ANSI escapes (clear the screen, fake a green line) and a markdown
-fence that would close the step summary's code block and forge a heading after it.
+built to break whatever shows it: a lone surrogate (crashes a UTF-8 print), a NUL, ANSI
+escapes (clear the screen, fake a green line) and a markdown fence that would close the
+step summary's code block and forge a heading after it.
 Expect: x00
 """
 
