@@ -109,7 +109,13 @@ def submission_with(hostile: Path, tmp_path: Path, port: int) -> Path:
     target, bystander = target_of(hostile), bystander_of(target_of(hostile))
     path = target.student_path(root)
     path.parent.mkdir(parents=True)
-    path.write_text(hostile.read_text().replace("PORT = 0", f"PORT = {port}"))
+    link = header(hostile, "Link")  # "FOLDER=TARGET": the attack is a link, not a file
+    if link:
+        folder, _, pointee = link.partition("=")
+        shutil.rmtree(root / folder)
+        (root / folder).symlink_to(pointee)
+    else:
+        path.write_text(hostile.read_text().replace("PORT = 0", f"PORT = {port}"))
     if bystander is not None:
         bystander.student_path(root).parent.mkdir(parents=True)
         shutil.copyfile(bystander.reference_path(), bystander.student_path(root))
@@ -143,6 +149,10 @@ def test_a_hostile_submission_scores_zero_and_grading_goes_on(hostile, tmp_path,
 
     results = json.loads(output.read_text())
     assert sorted(p.name for p in output.parent.iterdir()) == ["results.json"]
+    flag = header(hostile, "Flags")  # what extra_data.review must show a person
+    if flag:
+        flags = results["extra_data"]["review"].get(target.name, [])
+        assert any(re.search(flag, f) for f in flags), f"review flags {flags} lack {flag!r}"
     assert results["tests"] and all(t["status"] in ("passed", "failed") for t in results["tests"])
     assert "UNGRADABLE" not in json.dumps(results), "the submission's doing must not be ungradable"
     attacks = re.compile(header(hostile, "Attacks") or ".")

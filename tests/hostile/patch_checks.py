@@ -1,5 +1,6 @@
 """Patches every comparison it can reach so that anything equals anything.
 Expect: .
+Flags: changes torch.allclose
 """
 
 import torch
