@@ -29,7 +29,10 @@ def test_a_fence_in_the_text_cannot_close_the_code_block():
 
 
 def test_the_cli_prints_and_summarises_hostile_text(tmp_path):
-    """`grader grade` exits 0 and the step summary keeps the text inside its block."""
+    """`grader grade` exits 0 and the step summary keeps the text inside its block.
+
+    CI=true as on GitHub Actions: pytest then renders full diffs of failed `==`
+    asserts, which for this submission's 2000 wrong codes once ran for hours."""
     submission = tmp_path / "submission" / "assignments" / "quantization"
     submission.mkdir(parents=True)
     (submission / "quantize.py").write_text(
@@ -40,7 +43,7 @@ def test_the_cli_prints_and_summarises_hostile_text(tmp_path):
          "--assignment", "quantization", "--suite", "public", "--output",
          str(tmp_path / "results.json")],
         cwd=REPO, capture_output=True, timeout=600,
-        env={**os.environ, "GITHUB_STEP_SUMMARY": str(summary), "PYTHONIOENCODING": "utf-8"})
+        env={**os.environ, "CI": "true", "GITHUB_STEP_SUMMARY": str(summary), "PYTHONIOENCODING": "utf-8"})
     assert result.returncode == 0, result.stderr.decode(errors="replace")[-2000:]
     text = summary.read_text()
     assert "\x1b" not in text and "\x00" not in text

@@ -14,7 +14,12 @@ points = pytest.mark.points
 
 def assert_codes(q, expected):
     assert type(q) is torch.Tensor and q.dtype == torch.int8, f"q should be int8, got {q!r}"
-    assert q.tolist() == expected
+    expected = torch.tensor(expected, dtype=torch.int8)
+    assert q.shape == expected.shape, f"q should have shape {list(expected.shape)}, got {list(q.shape)}"
+    wrong = (q.cpu() != expected).nonzero()
+    assert len(wrong) == 0, (f"{len(wrong)} of {q.numel()} codes differ; first at index "
+                             f"{wrong[0].tolist()}: got {q.cpu()[tuple(wrong[0])].item()}, "
+                             f"expected {expected[tuple(wrong[0])].item()}")
 
 
 def assert_scale(scale, expected, shape):
