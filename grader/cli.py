@@ -8,8 +8,8 @@
     grader solutions OUT_DIR                    publish solutions/<name>/<file>
     grader stubs                                regenerate assignments/*/<file> from reference/
     grader docs                                 regenerate the assignment, task and points tables
-    grader class freeze ROSTER                  record each student's HEAD commit (at the deadline)
-    grader class grade ROSTER --out DIR         the official grades of a class (classroom.py)
+    grader class STEP ...                       instructor: the grade of record of a class
+                                                (freeze, grade, merge, export: grader/classroom/)
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ import os
 import sys
 from pathlib import Path
 
+from grader.classroom.commands import add_commands as add_class_commands
 from grader.course import ASSIGNMENTS, REPO, get
 
 
@@ -84,19 +85,7 @@ def _parser() -> argparse.ArgumentParser:
                                             "points in the READMEs and handouts")
     docs.set_defaults(run=_docs)
 
-    classroom = commands.add_parser("class", help="instructor: grade every student repository")
-    steps = classroom.add_subparsers(required=True, metavar="STEP")
-    freeze = steps.add_parser("freeze", help="fill the roster's commits with each HEAD now")
-    freeze.add_argument("roster", type=Path, metavar="ROSTER")
-    freeze.add_argument("--output", type=Path, help="default: ROSTER with .frozen.csv")
-    freeze.set_defaults(run=_class_freeze)
-    grade_all = steps.add_parser("grade", help="grade each student at the roster's commit")
-    grade_all.add_argument("roster", type=Path, metavar="ROSTER")
-    grade_all.add_argument("--out", type=Path, required=True, metavar="DIR")
-    grade_all.add_argument("--assignment", action="append", default=[], metavar="NAME")
-    grade_all.add_argument("--suite", choices=["public", "hidden", "all"], default="all")
-    _add_total_budget(grade_all)
-    grade_all.set_defaults(run=_class_grade)
+    add_class_commands(commands)
     return parser
 
 
@@ -226,30 +215,6 @@ def _docs(args) -> int:
     for path in write_blocks(expected_blocks(list(ASSIGNMENTS.values()))):
         print(f"regenerated {path.relative_to(REPO)}")
     return 0
-
-
-def _class_freeze(args) -> int:
-    from grader.classroom import freeze, read_roster, write_roster
-
-    output = args.output or args.roster.with_suffix(".frozen.csv")
-    students = freeze(read_roster(args.roster), log=lambda m: print(m, file=sys.stderr))
-    write_roster(output, students)
-    missing = sum(1 for s in students if not s.commit)
-    print(f"{len(students)} students, {missing} without a commit: roster written to {output}")
-    return 0
-
-
-def _class_grade(args) -> int:
-    from grader.classroom import grade_class, read_roster
-
-    rows = grade_class(read_roster(args.roster), _assignments(args.assignment), args.out,
-                       suite=args.suite, total_budget_s=_total_budget(args),
-                       log=lambda m: print(m, file=sys.stderr))
-    for row in rows:
-        print(f"{row['student']:<24} {row['score']:>8} / {row['max_score']:<8} {row['status']}")
-    print(f"grades written to {args.out / 'grades.csv'}")
-    return 3 if any(row["status"] != "graded" and not row["status"].startswith("could not")
-                    for row in rows) else 0
 
 
 if __name__ == "__main__":

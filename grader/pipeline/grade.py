@@ -12,7 +12,6 @@ import functools
 import math
 import os
 import platform
-import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,7 +21,7 @@ from grader.course import ASSIGNMENTS, REPO, Assignment
 from grader.isolation.sandbox import sandbox
 from grader.kit import profiles as hypothesis_setup
 from grader.pipeline import timings
-from grader.pipeline.collect import Staged, stage_reference, stage_submission
+from grader.pipeline.collect import Staged, git_commit, stage_reference, stage_submission
 from grader.pipeline.report import Report
 from grader.pipeline.review import review_flags
 from grader.pipeline.run import SuiteRun, run_suite, suite_paths
@@ -157,7 +156,7 @@ def extra_data(staged: Staged, options: GradeOptions) -> dict:
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
     return {
         "grader_version": grader.__version__,
-        "grader_commit": _git_head(REPO),
+        "grader_commit": grader_commit(),
         "submission": staged.source,
         "submission_commit": staged.commit,
         "assignments": [a.name for a in options.assignments],
@@ -189,13 +188,9 @@ def review(staged: Staged, assignments: list[Assignment]) -> dict[str, list[str]
     return flags
 
 
-def _git_head(folder: Path) -> str | None:
-    try:
-        out = subprocess.run(["git", "-C", str(folder), "rev-parse", "HEAD"],
-                             capture_output=True, text=True, timeout=10)
-        return out.stdout.strip() or None
-    except (OSError, subprocess.TimeoutExpired):
-        return None
+def grader_commit() -> str | None:
+    """The commit of this grader, for the record."""
+    return git_commit(REPO)
 
 
 def _version(package: str) -> str | None:

@@ -43,7 +43,8 @@ def test_the_cli_prints_and_summarises_hostile_text(tmp_path):
          "--assignment", "quantization", "--suite", "public", "--output",
          str(tmp_path / "results.json")],
         cwd=REPO, capture_output=True, timeout=600,
-        env={**os.environ, "CI": "true", "GITHUB_STEP_SUMMARY": str(summary), "PYTHONIOENCODING": "utf-8"})
+        env={**os.environ, "CI": "true", "GITHUB_STEP_SUMMARY": str(summary),
+             "PYTHONIOENCODING": "utf-8"})
     assert result.returncode == 0, result.stderr.decode(errors="replace")[-2000:]
     text = summary.read_text()
     assert "\x1b" not in text and "\x00" not in text
