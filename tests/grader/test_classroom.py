@@ -2,6 +2,7 @@
 each policy grades, fetch by hash, the gradebook, merges and exports."""
 
 import csv
+import os
 import subprocess
 import sys
 from datetime import timedelta
@@ -16,6 +17,7 @@ from grader.classroom.gradebook import Row, merge, read_gradebook, write_gradebo
 from grader.classroom.roster import Student, read_roster, shard
 from grader.cli import main
 from grader.course import ASSIGNMENTS, REPO
+from grader.pipeline.collect import git_commit
 from tests.grader.classroom_repos import (
     QUANTIZATION,
     commit,
@@ -236,3 +238,12 @@ def test_the_example_deadlines_and_roster_load():
     assert set(schedule.deadlines) == set(ASSIGNMENTS) and schedule.late.policy == "penalty"
     students = read_roster(REPO / "classroom" / "roster.example.csv")
     assert students[0].extra == {"section": "A", "canvas_id": "1001"}
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to hand the checkout to another user")
+def test_the_grader_commit_is_recorded_from_a_checkout_another_user_owns(tmp_path):
+    """Under sudo, git refuses a checkout the runner's user owns ("dubious ownership")."""
+    repo = student_repository(tmp_path, "ada", None)
+    for path in [repo, *repo.rglob("*")]:
+        os.lchown(path, 4242, 4242)
+    assert git_commit(repo) == git("-c", "safe.directory=*", "rev-parse", "HEAD", cwd=repo)

@@ -1,0 +1,27 @@
+"""The grade of record for a class, computed where students cannot interfere.
+
+A student can edit the workflows of their own repository, so a grade computed on
+their runner is advisory. The official grade is computed in the instructor's
+repository (hidden tests never leave it), in steps that each leave a file:
+
+    roster.csv      student,repository[,commit][,section,canvas_id,...]   (roster.py)
+    deadlines.toml  a deadline per assignment, extensions, the late policy (deadlines.py)
+    freeze.csv      what each repository held at each deadline, and later  (freeze.py)
+    DIR/            the gradebook: one row per student x assignment, with
+                    grades.csv, exports and each student's results        (gradebook.py)
+
+1. `grader class freeze` (a scheduled workflow) records each repository's HEAD once
+   its deadline has passed: commit dates are written by students and prove nothing,
+   so only what the freeze saw counts. It only imports the standard library, so a
+   light install runs it.
+2. `grader class grade` fetches each recorded commit by hash, grades it in the
+   sandbox (`--jobs K` at once, `--shard I/N` of the class) and adds the rows to
+   the gradebook; other rows stay.
+3. `grader class merge` combines shards; `grader class export` writes a Canvas
+   import and a plain CSV; `grader class feedback` and `grader class deliver` give
+   students their feedback and the solutions after the deadline.
+
+Nothing from a student's repository runs on the grading machine except their
+assignment files inside the sandboxed worker: clones run no hooks and only the
+student-owned files are staged (grader/pipeline/collect.py).
+"""

@@ -1,0 +1,211 @@
+"""`grader class ...`: the instructor's commands for the grade of record (SPEC §5).
+
+    grader class freeze ROSTER [--output FILE] [--deadlines FILE] [--assignment NAME]...
+    grader class grade ROSTER --out DIR [--assignment NAME]... [--student NAME]...
+                                        [--jobs K] [--shard I/N] [--freeze FILE]
+    grader class merge DIR... --out DIR
+    grader class export DIR --format canvas|plain --output FILE [--roster ROSTER]
+    grader class feedback DIR --out FOLDER [--assignment NAME]...
+    grader class deliver ROSTER DIR --what feedback|solutions [--assignment NAME]...
+
+By default the freeze records (freeze.csv) and the deadlines (deadlines.toml) sit
+beside the roster. `freeze` imports only the standard library: a light install
+(`pip install --no-deps -e .`) runs it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+
+from grader.classroom.deadlines import Schedule, load_schedule, parse_time
+from grader.classroom.roster import read_roster, shard
+from grader.course import ASSIGNMENTS, get
+
+
+def add_commands(commands) -> None:
+    classroom = commands.add_parser("class", help="instructor: the grade of record of a class")
+    steps = classroom.add_subparsers(required=True, metavar="STEP")
+
+    freeze = steps.add_parser("freeze", help="record each repository's HEAD once its deadline "
+                                             "has passed (run it on a schedule)")
+    freeze.add_argument("roster", type=Path, metavar="ROSTER")
+    freeze.add_argument("--output", type=Path, help="the records (default: freeze.csv beside "
+                                                    "the roster); appended to, never rewritten")
+    _add_schedule_options(freeze)
+    freeze.add_argument("--assignment", action="append", default=[], metavar="NAME",
+                        help="only these; one without a deadline is frozen now")
+    freeze.add_argument("--now", help=argparse.SUPPRESS)       # for drills and tests
+    freeze.set_defaults(run=_freeze)
+
+    grade = steps.add_parser("grade", help="grade each student at the recorded commits")
+    grade.add_argument("roster", type=Path, metavar="ROSTER")
+    grade.add_argument("--out", type=Path, required=True, metavar="DIR")
+    grade.add_argument("--assignment", action="append", default=[], metavar="NAME")
+    grade.add_argument("--student", action="append", default=[], metavar="NAME",
+                       help="only these students (a regrade changes only their rows)")
+    grade.add_argument("--jobs", type=int, default=1, metavar="K",
+                       help="students graded at once (at most the machine's cores)")
+    grade.add_argument("--shard", metavar="I/N", help="every N-th student from the I-th")
+    grade.add_argument("--suite", choices=["public", "hidden", "all"], default="all")
+    grade.add_argument("--freeze", type=Path, metavar="FILE",
+                       help="the freeze's records (default: freeze.csv beside the roster)")
+    _add_schedule_options(grade)
+    grade.add_argument("--at-head", action="store_true",
+                       help="grade HEAD where no commit was recorded (practice runs only)")
+    grade.add_argument("--total-budget", type=float, default=None, metavar="SECONDS",
+                       help="seconds per student, all assignments together")
+    grade.set_defaults(run=_grade)
+
+    merge = steps.add_parser("merge", help="combine shard outputs into one gradebook")
+    merge.add_argument("sources", nargs="+", type=Path, metavar="DIR")
+    merge.add_argument("--out", type=Path, required=True, metavar="DIR")
+    merge.set_defaults(run=_merge)
+
+    export = steps.add_parser("export", help="the gradebook as a Canvas import or a plain CSV")
+    export.add_argument("folder", type=Path, metavar="DIR")
+    export.add_argument("--format", choices=["canvas", "plain"], required=True)
+    export.add_argument("--output", type=Path, required=True, metavar="FILE")
+    export.add_argument("--roster", type=Path, help="for Canvas's ID, SIS and section columns")
+    export.set_defaults(run=_export)
+
+    feedback = steps.add_parser("feedback", help="a markdown page per student and assignment "
+                                                 "(hidden tests as property and smallest input)")
+    feedback.add_argument("folder", type=Path, metavar="DIR")
+    feedback.add_argument("--out", type=Path, metavar="FOLDER", help="default: DIR/feedback")
+    feedback.add_argument("--assignment", action="append", default=[], metavar="NAME")
+    feedback.add_argument("--student", action="append", default=[], metavar="NAME")
+    feedback.set_defaults(run=_feedback)
+
+    deliver = steps.add_parser("deliver", help="push feedback or solutions to a branch of each "
+                                               "student's repository (never over their files)")
+    deliver.add_argument("roster", type=Path, metavar="ROSTER")
+    deliver.add_argument("folder", type=Path, metavar="DIR")
+    deliver.add_argument("--what", choices=["feedback", "solutions"], required=True)
+    deliver.add_argument("--assignment", action="append", default=[], metavar="NAME")
+    deliver.add_argument("--feedback", type=Path, metavar="FOLDER",
+                         help="the pages of `grader class feedback` (default: DIR/feedback)")
+    _add_schedule_options(deliver)
+    deliver.set_defaults(run=_deliver)
+
+
+def _add_schedule_options(parser) -> None:
+    parser.add_argument("--deadlines", type=Path, metavar="FILE",
+                        help="deadlines, extensions and late policy (default: deadlines.toml "
+                             "beside the roster, if there is one)")
+
+
+def _schedule(args) -> Schedule:
+    path = args.deadlines or args.roster.with_name("deadlines.toml")
+    if args.deadlines is None and not path.exists():
+        return Schedule()
+    return load_schedule(path, set(ASSIGNMENTS))
+
+
+def _names(chosen: list[str]) -> list[str]:
+    wanted = {get(n).name for n in chosen} or set(ASSIGNMENTS)
+    return [name for name in ASSIGNMENTS if name in wanted]
+
+
+def _freeze(args) -> int:
+    from grader.classroom.freeze import append_records, freeze, read_records
+
+    output = args.output or args.roster.with_name("freeze.csv")
+    schedule = _schedule(args)
+    now = parse_time(args.now, "--now") if args.now else datetime.now(UTC).replace(microsecond=0)
+    manual = bool(args.assignment) or not schedule.deadlines
+    new, failures = freeze(read_roster(args.roster), _names(args.assignment), schedule,
+                           read_records(output), now, manual=manual,
+                           log=lambda m: print(m, file=sys.stderr))
+    append_records(output, new)
+    print(f"{len(new)} commits recorded in {output}")
+    if failures:
+        print(f"NOT RECORDED ({len(failures)}), the next run tries again:", file=sys.stderr)
+        for line in failures:
+            print(f"  {line}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _grade(args) -> int:
+    from grader.classroom.freeze import read_records
+    from grader.classroom.grading import ClassRun, grade_class
+    from grader.pipeline.grade import TOTAL_BUDGET_S
+
+    students = read_roster(args.roster)
+    unknown = sorted(set(args.student) - {s.name for s in students})
+    if unknown:
+        raise ValueError(f"--student: not in the roster: {', '.join(unknown)}")
+    students = [s for s in shard(students, args.shard)
+                if not args.student or s.name in args.student]
+    assignments = [get(name) for name in _names(args.assignment)]
+    records = read_records(args.freeze or args.roster.with_name("freeze.csv"))
+    run = ClassRun(assignments, args.out, suite=args.suite, schedule=_schedule(args),
+                   records=records, jobs=args.jobs, at_head=args.at_head,
+                   total_budget_s=TOTAL_BUDGET_S if args.total_budget is None
+                   else args.total_budget)
+    print(f"grading {len(students)} students x {len(assignments)} assignments, "
+          f"{args.jobs} at a time", file=sys.stderr)
+    book = grade_class(students, run, log=lambda m: print(m, file=sys.stderr))
+    graded = [r for r in book.values() if r.student in {s.name for s in students}
+              and r.assignment in {a.name for a in assignments}]
+    not_graded = [r for r in graded if r.status != "graded"]
+    print(f"{len(graded) - len(not_graded)} of {len(graded)} rows graded; gradebook in "
+          f"{args.out / 'gradebook.csv'}, grades in {args.out / 'grades.csv'}")
+    for row in not_graded:
+        print(f"  {row.student} ({row.assignment}): {row.status}")
+    return 3 if any(r.status.startswith("ungradable") for r in graded) else 0
+
+
+def _merge(args) -> int:
+    from grader.classroom.gradebook import merge
+
+    rows = merge(args.sources, args.out)
+    print(f"{len(rows)} rows from {len(args.sources)} folders in {args.out / 'gradebook.csv'}")
+    return 0
+
+
+def _export(args) -> int:
+    from grader.classroom.exports import export
+    from grader.classroom.gradebook import read_gradebook
+
+    rows = read_gradebook(args.folder)
+    if not rows:
+        raise ValueError(f"{args.folder}: no gradebook.csv with rows")
+    export(rows, read_roster(args.roster) if args.roster else [], args.format, args.output)
+    print(f"{args.format} export of {len(rows)} rows written to {args.output}")
+    return 0
+
+
+def _feedback(args) -> int:
+    from grader.classroom.feedback import write_feedback
+
+    out = args.out or args.folder / "feedback"
+    pages = write_feedback(args.folder, out, _names(args.assignment) if args.assignment else None,
+                           args.student or None)
+    print(f"{len(pages)} feedback pages written under {out}")
+    return 0
+
+
+def _deliver(args) -> int:
+    from grader.classroom.deliver import deliver_class
+
+    if args.what == "solutions" and not args.assignment:
+        raise ValueError("--assignment: name the assignments whose solutions to publish")
+    names, schedule = _names(args.assignment), _schedule(args)
+    now = datetime.now(UTC)
+    students, waiting = [], []
+    for student in read_roster(args.roster):     # an extension not over yet: not now
+        due = [schedule.deadline(student.name, name) for name in names]
+        (waiting if any(d and d > now for d in due) else students).append(student)
+    for student in waiting:
+        print(f"{student.name}: not delivered, their deadline has not passed", file=sys.stderr)
+    rows = deliver_class(students, args.folder, args.what, [get(name) for name in names],
+                         feedback_dir=args.feedback or args.folder / "feedback",
+                         log=lambda m: print(m, file=sys.stderr))
+    failed = [r for r in rows if r["status"] != "delivered"]
+    print(f"{len(rows) - len(failed)} of {len(rows)} delivered; list in "
+          f"{args.folder / 'delivered.csv'}")
+    return 1 if failed else 0

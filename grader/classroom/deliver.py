@@ -1,0 +1,143 @@
+"""Delivery to the students' repositories, the way GitHub Classroom gives feedback: a branch.
+
+Each student gets one commit on a branch of their own repository (`llmlab-feedback` or
+`llmlab-solutions`), whose parent is the commit that was graded and which only adds files:
+
+    feedback/<assignment>.md              the page written by feedback.py
+    solutions/<assignment>/<file>         the reference without its solution markers
+
+The commit is built with git's plumbing in a clone without a checkout, so no student
+file is ever written here and none of their hooks or filters runs. A path that already
+exists in the student's tree is refused, never overwritten; an existing branch is replaced
+only if the grader wrote it. A workflow step then opens the pull requests from
+delivered.csv with `gh pr create`.
+"""
+
+from __future__ import annotations
+
+import csv
+import subprocess
+import tempfile
+from pathlib import Path, PurePosixPath
+
+from grader.classroom.git import EMAIL, NAME, GitError, git
+from grader.classroom.gradebook import read_gradebook
+from grader.course import ASSIGNMENTS, Assignment
+
+BRANCHES = {"feedback": "llmlab-feedback", "solutions": "llmlab-solutions"}
+COLUMNS = ["student", "repository", "branch", "commit", "status"]
+
+
+def deliver(repository: str, base_commit: str, branch: str, files: dict[str, bytes],
+            message: str, *, workdir: Path) -> str:
+    """Push `branch` = one commit on `base_commit` (default: HEAD) adding `files` to
+    `repository`; return the commit. ValueError if a path exists in the base tree or the
+    branch exists and is not the grader's."""
+    git("clone", "--quiet", "--no-checkout", "--", repository, str(workdir))
+    try:
+        base = git("rev-parse", "--verify", "--quiet", "--end-of-options",
+                   f"{base_commit or 'HEAD'}^{{commit}}", cwd=workdir)
+    except GitError:
+        raise RuntimeError(f"no commit {base_commit or 'HEAD'} in the repository") from None
+    clash = clashes(set(git("ls-tree", "-r", "-z", "--name-only", base, cwd=workdir)
+                        .split("\0")) - {""}, files)
+    if clash:
+        raise ValueError(f"{clash} already exists in the student's tree: not overwritten")
+    git("read-tree", base, cwd=workdir)
+    for path, data in sorted(files.items()):
+        blob = git("hash-object", "-w", "--stdin", cwd=workdir, stdin=data)
+        git("update-index", "--add", "--cacheinfo", f"100644,{blob},{path}", cwd=workdir)
+    tree = git("write-tree", cwd=workdir)
+    commit = git("commit-tree", tree, "-p", base, "-m", message, cwd=workdir)
+    git("push", "--quiet", *ours_to_replace(branch, workdir), "origin",
+        f"{commit}:refs/heads/{branch}", cwd=workdir)
+    return commit
+
+
+def clashes(existing: set[str], files: dict[str, bytes]) -> str:
+    """The first path of `files` that is unsafe or would replace something in `existing`
+    (the file itself, a file where it needs a folder, or a folder of that name); ''."""
+    for path in sorted(files):
+        parts = PurePosixPath(path).parts
+        if path.startswith("/") or not parts or {"..", ".", ".git"} & set(parts):
+            return path
+        parents = {"/".join(parts[:i]) for i in range(1, len(parts))}
+        if path in existing or parents & existing or any(f.startswith(f"{path}/")
+                                                         for f in existing):
+            return path
+    return ""
+
+
+def ours_to_replace(branch: str, workdir: Path) -> list[str]:
+    """The push option for `branch`: none when the remote lacks it, a lease on its tip when
+    the grader wrote that tip; ValueError when someone else did."""
+    try:
+        tip = git("rev-parse", "--verify", "--quiet", f"refs/remotes/origin/{branch}",
+                  cwd=workdir)
+    except GitError:
+        return []
+    author = git("log", "-1", "--format=%an <%ae>", tip, cwd=workdir)
+    if author != f"{NAME} <{EMAIL}>":
+        raise ValueError(f"branch {branch} exists and its last commit is by {author!r}, "
+                         "not the grader: left alone")
+    return [f"--force-with-lease=refs/heads/{branch}:{tip}"]
+
+
+def solution_files(assignment: Assignment | str) -> dict[str, bytes]:
+    """solutions/<name>/<file>: the reference without its markers, as release.solutions()."""
+    from grader.authoring.release import strip_markers
+
+    a = ASSIGNMENTS[assignment] if isinstance(assignment, str) else assignment
+    return {f"solutions/{a.name}/{a.student_file}":
+            strip_markers(a.reference_path().read_text()).encode()}
+
+
+def deliver_class(roster_students, grades_dir: Path, what: str, assignments: list[Assignment],
+                  feedback_dir: Path | None = None, log=print) -> list[dict]:
+    """One delivery per student of `what` ("feedback" from feedback_dir/<student>/<name>.md,
+    or "solutions") for `assignments`; a failure is recorded and the others go on. Returns
+    the rows also written to grades_dir/delivered.csv."""
+    if what not in BRANCHES or (what == "feedback" and feedback_dir is None):
+        raise ValueError(f"deliver feedback (with its folder) or solutions, not {what!r}")
+    branch, grades_dir = BRANCHES[what], Path(grades_dir)
+    graded = {key: row.commit for key, row in read_gradebook(grades_dir).items()}
+    solutions = ({p: data for a in assignments for p, data in solution_files(a).items()}
+                 if what == "solutions" else {})
+    latest_first = sorted(assignments, key=lambda a: -a.number)
+    names = ", ".join(a.name for a in assignments)
+    rows = []
+    for student in roster_students:
+        row = {"student": student.name, "repository": student.repository, "branch": branch,
+               "commit": "", "status": "delivered"}
+        files = (solutions if what == "solutions"
+                 else feedback_files(Path(feedback_dir), student.name, assignments))
+        # One commit for all the assignments: on the graded commit of the latest one.
+        base = next((graded[student.name, a.name] for a in latest_first
+                     if graded.get((student.name, a.name))), getattr(student, "commit", ""))
+        try:
+            if not files:
+                raise ValueError("nothing to deliver")
+            with tempfile.TemporaryDirectory(prefix="llmlab-deliver-") as tmp:
+                row["commit"] = deliver(student.repository, base, branch, files,
+                                        f"llmlab: {what} for {names}", workdir=Path(tmp) / "repo")
+        except (ValueError, RuntimeError, OSError, subprocess.TimeoutExpired) as error:
+            row["status"] = f"not delivered: {error}"
+        log(f"{student.name}: {row['status']}")
+        rows.append(row)
+        write_rows(grades_dir / "delivered.csv", rows)
+    return rows
+
+
+def feedback_files(feedback_dir: Path, student: str, assignments) -> dict[str, bytes]:
+    """feedback/<name>.md for each of the student's pages that exists."""
+    pages = {a.name: feedback_dir / student / f"{a.name}.md" for a in assignments}
+    return {f"feedback/{name}.md": page.read_bytes() for name, page in pages.items()
+            if page.is_file()}
+
+
+def write_rows(path: Path, rows: list[dict]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", newline="") as f:
+        writer = csv.DictWriter(f, COLUMNS)
+        writer.writeheader()
+        writer.writerows(rows)

@@ -1,0 +1,166 @@
+"""Grading a class: each student's recorded commits, graded in the sandbox, added to
+the gradebook (gradebook.py). Students are graded `jobs` at a time; one slow or
+hostile submission is bounded by its time budget and never stops the others.
+
+A row that could not be graded says why in its status ("could not fetch: ...",
+"commit 3f2c... no longer exists (force-pushed?)", "no commit recorded at the
+deadline", "ungradable: grade again") and still carries the assignment's full
+max_score, so a total is never out of a smaller maximum.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+from grader.classroom.deadlines import Schedule
+from grader.classroom.freeze import Record, choose, recorded_commits
+from grader.classroom.git import CommitGone, GitError, fetch_commit
+from grader.classroom.gradebook import Row, combine_results, read_gradebook, write_gradebook
+from grader.classroom.roster import Student
+from grader.course import Assignment
+
+
+@dataclass
+class ClassRun:
+    assignments: list[Assignment]
+    out: Path
+    suite: str = "all"
+    schedule: Schedule = field(default_factory=Schedule)
+    records: list[Record] = field(default_factory=list)    # the freeze's
+    jobs: int = 1
+    total_budget_s: float | None = None     # per student, all assignments together
+    at_head: bool = False                   # grade HEAD where nothing was recorded
+
+
+def grade_class(students: list[Student], run: ClassRun, log=print) -> dict:
+    """Grade `students`, adding their rows to run.out's gradebook; return the gradebook."""
+    from grader.pipeline.grade import grader_commit
+
+    maxima = max_points(run.assignments, run.suite)
+    recorded = recorded_commits(run.records)
+    book = read_gradebook(run.out)
+    progress = Progress(len(students), log)
+    lock = threading.Lock()
+    commit = grader_commit()
+
+    def one(student: Student) -> None:
+        started = time.monotonic()
+        try:
+            rows = grade_student(student, run, recorded, maxima, commit)
+        except Exception as error:          # the grader's fault: keep grading the others
+            rows = [Row(student.name, a.name, max_score=maxima[a.name],
+                        status=f"ungradable: grade again ({type(error).__name__}: {error})",
+                        graded_at=_now()) for a in run.assignments]
+        with lock:
+            book.update({row.key: row for row in rows})
+            write_gradebook(run.out, book)
+            combine_results(run.out, student.name)
+            progress.done(student.name, rows, time.monotonic() - started)
+
+    jobs = max(1, min(run.jobs, os.cpu_count() or 1, len(students) or 1))
+    with ThreadPoolExecutor(jobs) as pool:
+        list(pool.map(one, students))
+    write_gradebook(run.out, book)
+    return book
+
+
+def grade_student(student: Student, run: ClassRun, recorded: dict, maxima: dict,
+                  grader_commit: str) -> list[Row]:
+    """One row per assignment; each at its own recorded commit, fetched by hash."""
+    started = time.monotonic()
+    rows, trees = [], {}
+    with tempfile.TemporaryDirectory(prefix="llmlab-class-") as tmp:
+        for assignment in run.assignments:
+            choice = choose(student, assignment.name,
+                            recorded.get((student.name, assignment.name), []), run.schedule,
+                            at_head=run.at_head)
+            row = Row(student.name, assignment.name, max_score=maxima[assignment.name],
+                      days_late=choice.days_late, penalty=choice.penalty,
+                      repository=student.repository, commit=choice.commit,
+                      seen_at=choice.seen_at, graded_at=_now(), grader_commit=grader_commit,
+                      status=choice.status or "graded")
+            rows.append(row)
+            if choice.status:
+                continue
+            try:
+                if choice.commit not in trees:
+                    tree = Path(tmp) / f"tree{len(trees)}"
+                    trees[choice.commit] = (tree, fetch_commit(student.repository,
+                                                               choice.commit, tree))
+                tree, row.commit = trees[choice.commit]
+            except CommitGone as error:
+                row.status = str(error)
+                continue
+            except GitError as error:
+                row.status = f"could not fetch: {error}"
+                continue
+            left = None if run.total_budget_s is None else \
+                max(1.0, run.total_budget_s - (time.monotonic() - started))
+            _grade_into(row, tree, assignment, run, left)
+    return rows
+
+
+def _grade_into(row: Row, tree: Path, assignment: Assignment, run: ClassRun,
+                budget_s: float | None) -> None:
+    from grader.pipeline.grade import GradeOptions, grade, stage
+
+    output = run.out / row.student / "results" / f"{assignment.name}.json"
+    output.parent.mkdir(parents=True, exist_ok=True)
+    staged = stage(tree, [assignment])
+    staged.source, staged.commit = row.repository, row.commit   # not the temporary clone
+    try:
+        report = grade(staged, GradeOptions([assignment], suite=run.suite, output=output,
+                                            total_budget_s=budget_s), log=lambda m: None)
+    finally:
+        staged.cleanup()
+    row.raw_score = round(report.score, 4)
+    row.score = round(report.score * (1 - row.penalty), 4)
+    row.review = "; ".join(report.extra_data.get("review", {}).get(assignment.name, []))
+    if report.ungradable:
+        row.status = "ungradable: grade again"
+
+
+def max_points(assignments: list[Assignment], suite: str) -> dict[str, float]:
+    """Each assignment's full points for `suite`, from the tests' markers."""
+    from grader.authoring.docs import collected_tests
+
+    maxima = {a.name: 0.0 for a in assignments}
+    for test in collected_tests(assignments):
+        if test.get("event") == "collected" and suite in ("all", test["suite"]):
+            maxima[test["assignment"]] += test["points"]
+    return {name: round(points, 4) for name, points in maxima.items()}
+
+
+class Progress:
+    """One line per student: how many are done, rows not graded so far, the ETA."""
+
+    def __init__(self, total: int, log):
+        self.total, self.log, self.done_count, self.problems = total, log, 0, 0
+        self.started = time.monotonic()
+
+    def done(self, student: str, rows: list[Row], seconds: float) -> None:
+        self.done_count += 1
+        self.problems += sum(1 for r in rows if r.status != "graded")
+        elapsed = time.monotonic() - self.started
+        eta = elapsed / self.done_count * (self.total - self.done_count)
+        scores = ", ".join(f"{r.assignment} {r.score:g}/{r.max_score:g}"
+                           + ("" if r.status == "graded" else f" ({r.status})") for r in rows)
+        self.log(f"[{self.done_count}/{self.total}] {student}: {scores} in {seconds:.0f} s · "
+                 f"{self.problems} not graded so far · {_clock(elapsed)} elapsed, "
+                 f"ETA {_clock(eta)}")
+
+
+def _clock(seconds: float) -> str:
+    seconds = int(seconds)
+    return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
