@@ -95,11 +95,12 @@ def build_class(root: Path, count: int, assignments) -> list[tuple[str, str]]:
         writer.writerow(["student", "repository", "section", "canvas_id"])
         for i, (name, _) in enumerate(students):
             writer.writerow([name, root / "repos" / name, "AB"[i % 2], 1000 + i])
-    extensions = "".join(f'[extensions.{name}]\nquantization = "2026-10-04T23:59:00Z"\n'
+    every = lambda when: "".join(f'{a.name} = "{when}"\n' for a in assignments)  # noqa: E731
+    extensions = "".join(f"[extensions.{name}]\n{every('2026-10-04T23:59:00Z')}"
                          for name, kind in students if kind == "extension")
     (root / "deadlines.toml").write_text(
         '[late]\npolicy = "penalty"\nper_day = 0.1\ncap = 0.5\nwindow_days = 5\n\n'
-        f'[deadlines]\nquantization = "{DEADLINE}"\n\n{extensions}')
+        f"[deadlines]\n{every(DEADLINE)}\n{extensions}")
     return students
 
 
@@ -125,6 +126,7 @@ def freeze_and_push(root: Path, students, assignments) -> None:
     records = list(csv.DictReader(open(root / "freeze.csv")))
     missing = sum(1 for _, kind in students if kind == "missing")
     assert len({r["student"] for r in records}) == len(students) - missing
+    assert len({r["assignment"] for r in records}) == len(assignments)
     print(f"freeze: {len(records)} records, {missing} missing repositories listed, exit 1")
     for name, kind in students:
         if kind == "force-pushed":

@@ -10,11 +10,11 @@ max_score, so a total is never out of a smaller maximum.
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 import tempfile
-import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -40,35 +40,58 @@ class ClassRun:
 
 
 def grade_class(students: list[Student], run: ClassRun, log=print) -> dict:
-    """Grade `students`, adding their rows to run.out's gradebook; return the gradebook."""
+    """Grade `students`, adding their rows to run.out's gradebook; return the gradebook.
+
+    With jobs > 1, students are graded in separate processes (not threads: the
+    grader forks sandboxes, which threads make unsafe); this process alone writes
+    the gradebook, after each student, so a run stopped part-way keeps what it did."""
     from grader.pipeline.grade import grader_commit
 
     maxima = max_points(run.assignments, run.suite)
     recorded = recorded_commits(run.records)
     book = read_gradebook(run.out)
     progress = Progress(len(students), log)
-    lock = threading.Lock()
-    commit = grader_commit()
+    work = (run, recorded, maxima, grader_commit())
 
-    def one(student: Student) -> None:
-        started = time.monotonic()
-        try:
-            rows = grade_student(student, run, recorded, maxima, commit)
-        except Exception as error:          # the grader's fault: keep grading the others
-            rows = [Row(student.name, a.name, max_score=maxima[a.name],
-                        status=f"ungradable: grade again ({type(error).__name__}: {error})",
-                        graded_at=_now()) for a in run.assignments]
-        with lock:
-            book.update({row.key: row for row in rows})
-            write_gradebook(run.out, book)
-            combine_results(run.out, student.name)
-            progress.done(student.name, rows, time.monotonic() - started)
+    def finish(student: Student, rows: list[Row], seconds: float) -> None:
+        book.update({row.key: row for row in rows})
+        write_gradebook(run.out, book)
+        combine_results(run.out, student.name)
+        progress.done(student.name, rows, seconds)
 
     jobs = max(1, min(run.jobs, os.cpu_count() or 1, len(students) or 1))
-    with ThreadPoolExecutor(jobs) as pool:
-        list(pool.map(one, students))
+    if jobs == 1:
+        for student in students:
+            finish(student, *grade_timed(student, *work))
+    else:
+        spawn = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(jobs, mp_context=spawn) as pool:
+            futures = {pool.submit(grade_timed, student, *work): student for student in students}
+            for future in as_completed(futures):
+                student = futures[future]
+                try:
+                    finish(student, *future.result())
+                except Exception as error:        # the grading process itself died
+                    finish(student, ungradable(student, run, maxima, error), 0.0)
     write_gradebook(run.out, book)
     return book
+
+
+def grade_timed(student: Student, run: ClassRun, recorded: dict, maxima: dict,
+                grader_commit: str) -> tuple[list[Row], float]:
+    """grade_student, never raising: the grader's own failure makes ungradable rows."""
+    started = time.monotonic()
+    try:
+        rows = grade_student(student, run, recorded, maxima, grader_commit)
+    except Exception as error:
+        rows = ungradable(student, run, maxima, error)
+    return rows, time.monotonic() - started
+
+
+def ungradable(student: Student, run: ClassRun, maxima: dict, error: BaseException) -> list[Row]:
+    return [Row(student.name, a.name, max_score=maxima[a.name], repository=student.repository,
+                status=f"ungradable: grade again ({type(error).__name__}: {error})",
+                graded_at=_now()) for a in run.assignments]
 
 
 def grade_student(student: Student, run: ClassRun, recorded: dict, maxima: dict,
