@@ -1,15 +1,20 @@
 """The `grader` command line (SPEC §4). Parses arguments, calls the pipeline, exits.
 
-    grader test [NAME...]                       public tests on your working copy
-    grader grade --submission DIR | --reference [--assignment NAME]... [--suite S] [--output F]
-    grader validate [--quick]                   instructor: reference 100%, stubs 0, in sync
-    grader timings                              instructor: time the reference, per test
+Everyone (a student's repository has only these):
+    grader test [NAME...] [--task ID]           public tests on your working copy
+    grader grade --submission DIR [--assignment NAME]... [--suite S] [--output F]
+                 [--classroom-result FILE]      GitHub Classroom's reporter line too
+
+The instructor's repository (it has reference/) adds:
+    grader test|grade --reference ...           the same on reference/
+    grader validate [--quick]                   reference 100%, stubs 0, in sync
+    grader timings                              time the reference, per test
     grader release OUT_DIR                      write the student repository
     grader solutions OUT_DIR                    publish solutions/<name>/<file>
     grader stubs                                regenerate assignments/*/<file> from reference/
     grader docs                                 regenerate the assignment, task and points tables
-    grader class STEP ...                       instructor: the grade of record of a class
-                                                (freeze, grade, merge, export: grader/classroom/)
+    grader gradescope --output FILE.zip         a Gradescope autograder
+    grader class STEP ...                       the grade of record of a class (grader/classroom/)
 """
 
 from __future__ import annotations
@@ -19,8 +24,11 @@ import os
 import sys
 from pathlib import Path
 
-from grader.classroom.commands import add_commands as add_class_commands
 from grader.course import ASSIGNMENTS, REPO, get
+
+# A released student repository has no reference/: instructor commands are not offered
+# there (they would fail on the missing files) and --reference does not exist.
+INSTRUCTOR = (REPO / "reference").is_dir()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -38,7 +46,8 @@ def _parser() -> argparse.ArgumentParser:
 
     test = commands.add_parser("test", help="run the public tests on your working copy")
     test.add_argument("names", nargs="*", metavar="NAME", help="assignments (default: all)")
-    test.add_argument("--reference", action="store_true", help="test reference/ instead")
+    if INSTRUCTOR:
+        test.add_argument("--reference", action="store_true", help="test reference/ instead")
     test.add_argument("--task", action="append", default=[], metavar="ID",
                       help="only this task's tests, e.g. --task 5.1 (repeatable)")
     test.set_defaults(run=_test)
@@ -46,7 +55,8 @@ def _parser() -> argparse.ArgumentParser:
     grade = commands.add_parser("grade", help="grade a submission, write results.json")
     source = grade.add_mutually_exclusive_group(required=True)
     source.add_argument("--submission", type=Path, help="a student-shaped directory")
-    source.add_argument("--reference", action="store_true", help="grade reference/")
+    if INSTRUCTOR:
+        source.add_argument("--reference", action="store_true", help="grade reference/")
     grade.add_argument("--assignment", action="append", default=[], metavar="NAME")
     grade.add_argument("--suite", choices=["public", "hidden", "all"], default="all")
     grade.add_argument("--output", type=Path, default=Path("results.json"))
@@ -55,7 +65,19 @@ def _parser() -> argparse.ArgumentParser:
                             "(default: the manifest's time_budget_s)")
     _add_total_budget(grade)
     grade.add_argument("-v", "--verbose", action="store_true", help="show pytest's output")
-    grade.set_defaults(run=_grade)
+    grade.add_argument("--classroom-result", type=Path, metavar="FILE",
+                       help="append GitHub Classroom's reporter line (result=<base64>) to FILE, "
+                            "e.g. \"$GITHUB_OUTPUT\"")
+    grade.set_defaults(run=_grade, reference=False)
+    test.set_defaults(reference=False)
+    if INSTRUCTOR:
+        _add_instructor_commands(commands)
+    return parser
+
+
+def _add_instructor_commands(commands) -> None:
+    from grader.classroom.commands import add_commands as add_class_commands
+
 
     validate = commands.add_parser("validate", help="instructor consistency check")
     validate.add_argument("--quick", action="store_true", help="sync and import checks only")
@@ -85,8 +107,12 @@ def _parser() -> argparse.ArgumentParser:
                                             "points in the READMEs and handouts")
     docs.set_defaults(run=_docs)
 
+    gradescope = commands.add_parser("gradescope", help="a Gradescope autograder zip")
+    gradescope.add_argument("--output", type=Path, required=True, metavar="FILE.zip")
+    gradescope.add_argument("--assignment", action="append", default=[], metavar="NAME")
+    gradescope.set_defaults(run=_gradescope)
+
     add_class_commands(commands)
-    return parser
 
 
 def _add_total_budget(parser: argparse.ArgumentParser) -> None:
@@ -136,6 +162,9 @@ def _grade(args) -> int:
 
     if args.submission is not None and not args.submission.is_dir():
         raise ValueError(f"--submission {args.submission} is not a directory")
+    if args.suite == "hidden" and not INSTRUCTOR:
+        raise ValueError("--suite hidden: the hidden tests are not in a student repository; "
+                         "they run in official grading (--suite public grades what is here)")
     assignments = _assignments(args.assignment)
     staged = stage(None if args.reference else args.submission.resolve(), assignments)
     options = GradeOptions(assignments, suite=args.suite, output=args.output.resolve(),
@@ -153,6 +182,9 @@ def _grade(args) -> int:
     if summary:
         with open(summary, "a") as f:
             f.write(report.markdown())
+    if args.classroom_result:
+        with open(args.classroom_result, "a") as f:
+            f.write(f"result={report.classroom_base64()}\n")
     print(f"\nresults written to {args.output}")
     return 3 if report.ungradable else 0
 
@@ -198,6 +230,15 @@ def _solutions(args) -> int:
 
     log = solutions(args.out, _assignments(args.assignment))
     print(log.summary())
+    return 0
+
+
+def _gradescope(args) -> int:
+    from grader.authoring.gradescope import build_autograder
+
+    path = build_autograder(args.output, _assignments(args.assignment))
+    print(f"Gradescope autograder written to {path}: upload it as the assignment's "
+          "autograder (Ubuntu 22.04 or newer base image)")
     return 0
 
 

@@ -21,10 +21,13 @@ BEGIN, END = "### BEGIN SOLUTION", "### END SOLUTION"
 STUDENT_README = REPO / "grader" / "templates" / "STUDENT_README.md"
 
 # The student repository: these trusted files and folders, plus each assignment's folder.
-RELEASED_FILES = ["pyproject.toml", "conftest.py", ".gitignore",
-                  ".github/workflows/autograde.yml"]
+# Its pyproject.toml and README.md are the student versions (templates/); the grader's
+# instructor-only parts (authoring/, classroom/) stay here.
+RELEASED_FILES = ["conftest.py", ".gitignore", ".github/workflows/autograde.yml"]
 RELEASED_FOLDERS = ["grader"]
-NEVER_RELEASED = ("__pycache__", ".pyc", ".hypothesis", ".pytest_cache")
+NEVER_RELEASED = ("__pycache__", ".pyc", ".hypothesis", ".pytest_cache", "grader/authoring/",
+                  "grader/classroom/", "templates/gradescope/", "student_pyproject.toml")
+STUDENT_PYPROJECT = REPO / "grader" / "templates" / "student_pyproject.toml"
 
 
 # -------------------------------------------------------------------- stubs --
@@ -185,24 +188,47 @@ def release_files(assignments=None) -> tuple[dict[str, bytes], set[str]]:
     for relative in RELEASED_FILES:
         files[relative] = (REPO / relative).read_bytes()
     files["README.md"] = STUDENT_README.read_bytes()
+    files["pyproject.toml"] = student_pyproject().encode()
     for folder in RELEASED_FOLDERS:
         files.update(_folder(REPO / folder))
     owned = set()
     for a in assignments or ASSIGNMENTS.values():
-        files.update(_folder(REPO / "assignments" / a.name))
-        relative = f"assignments/{a.name}/{a.student_file}"
-        files[relative] = expected_stub(a).encode()
-        owned.add(relative)
+        files.update(_folder(REPO / "assignments" / a.name))   # with its committed stub
+        owned.add(f"assignments/{a.name}/{a.student_file}")
     return files, owned
+
+
+def student_pyproject() -> str:
+    """The student's pyproject.toml: the course's dependencies and markers, no
+    instructor settings (hidden test paths, extras, lint rules for wrong solutions)."""
+    instructor = (REPO / "pyproject.toml").read_text()
+    blocks = {name: re.search(rf"^{name} = \[\n.*?^\]", instructor, re.M | re.S).group(0)
+              for name in ("dependencies", "markers")}
+    return (STUDENT_PYPROJECT.read_text().replace("@DEPENDENCIES@", blocks["dependencies"])
+            .replace("@MARKERS@", blocks["markers"]))
+
+
+def check_stubs_for_release(assignments) -> None:
+    """The committed stubs are released as they are; with nbgrader installed, refuse
+    stale ones (`grader validate` checks them too)."""
+    try:
+        import nbgrader  # noqa: F401
+    except ImportError:
+        return
+    stale = out_of_sync(assignments)
+    if stale:
+        raise ValueError(f"stubs out of date with reference/ for {', '.join(stale)}: "
+                         "run `grader stubs` first")
 
 
 def _folder(folder: Path) -> dict[str, bytes]:
     return {str(p.relative_to(REPO)): p.read_bytes() for p in sorted(folder.rglob("*"))
-            if p.is_file() and not any(n in str(p) for n in NEVER_RELEASED)}
+            if p.is_file() and not any(n in str(p.relative_to(REPO)) for n in NEVER_RELEASED)}
 
 
 def release(out: Path, assignments=None) -> WriteLog:
     """Write the student repository into `out`: a fresh tree, no history, no secrets."""
+    check_stubs_for_release(assignments or ASSIGNMENTS.values())
     files, owned = release_files(assignments)
     return write_tree(Path(out), files, owned)
 

@@ -5,6 +5,13 @@ if it is a regular file (not a symlink, which could point at hidden tests) of
 reasonable size. Everything else the tests need comes from the grader's own
 trusted copy. The staged tree is shaped like a student repository.
 
+A submission with no `assignments` at all is a flat upload of loose files (on
+Gradescope, students upload `quantize.py` rather than their repository): each
+student file is then taken from its top level, `<student_file>`, with the same
+checks, and staged in the same student-shaped tree. An `assignments` that is a
+link or a file is not "none at all": the tree is read as student-shaped, and
+the link refused.
+
 Why a file was not taken is recorded in `Staged.problems`, and every test of
 its assignment fails with that reason (grader/pipeline/run.py passes it to
 pytest), rather than calling the file missing. The reason names the file by its
@@ -38,12 +45,19 @@ class Staged:
 
 
 def stage_submission(submission: Path, assignments: list[Assignment]) -> Staged:
-    """Copy each assignment's student-owned file from a student-shaped tree."""
+    """Copy each assignment's student-owned file from a student-shaped tree, or from the
+    top level of a flat upload (loose files)."""
     staged = Staged(Path(tempfile.mkdtemp(prefix="llmlab-submission-")), str(submission),
                     commit=git_commit(submission))
+    flat = is_flat_upload(Path(submission))
     for assignment in assignments:
-        _copy_checked(Path(submission), assignment, staged)
+        _copy_checked(Path(submission), assignment, staged, flat)
     return staged
+
+
+def is_flat_upload(submission: Path) -> bool:
+    """No `assignments` entry at all (lexists: a link named so still counts as one)."""
+    return not os.path.lexists(submission / "assignments")
 
 
 def stage_reference(assignments: list[Assignment]) -> Staged:
@@ -56,11 +70,12 @@ def stage_reference(assignments: list[Assignment]) -> Staged:
     return staged
 
 
-def _copy_checked(submission: Path, assignment: Assignment, staged: Staged) -> None:
+def _copy_checked(submission: Path, assignment: Assignment, staged: Staged,
+                  flat: bool = False) -> None:
     """Copy the student's file into the staged tree, or record why it was not taken."""
     relative = Path("assignments") / assignment.name / assignment.student_file
     try:
-        data = read_inside(submission, relative)
+        data = read_inside(submission, Path(assignment.student_file) if flat else relative)
     except NotTaken as problem:
         staged.problems[assignment.name] = str(problem)
         return

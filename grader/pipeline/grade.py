@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import functools
+import json
 import math
 import os
 import platform
@@ -76,6 +77,10 @@ def grade(staged: Staged, options: GradeOptions, log=print) -> Report:
 
     for assignment in options.assignments:
         paths = suite_paths(assignment, options.suite)
+        if options.suite == "all" and not assignment.hidden_tests(REPO).is_dir():
+            report.notes.append(f"{assignment.name}: the hidden tests are not in this "
+                                "repository, so only the public tests were graded (official "
+                                "grading adds the hidden ones)")
         if not paths:
             report.notes.append(f"{assignment.name}: no {options.suite} tests here")
             continue
@@ -189,8 +194,20 @@ def review(staged: Staged, assignments: list[Assignment]) -> dict[str, list[str]
 
 
 def grader_commit() -> str | None:
-    """The commit of this grader, for the record."""
-    return git_commit(REPO)
+    """The commit of this grader, for the record: git's, or, in a copy without its history
+    (a Gradescope autograder), the one recorded when that copy was built."""
+    return git_commit(REPO) or recorded_commit(REPO)
+
+
+BUILD_RECORD = "gradescope.json"     # written into a grader copy without git history
+
+
+def recorded_commit(root: Path) -> str | None:
+    """The grader commit that `root`/BUILD_RECORD records, if `root` has one."""
+    try:
+        return json.loads((root / BUILD_RECORD).read_text()).get("grader_commit")
+    except (OSError, ValueError, AttributeError):
+        return None
 
 
 def _version(package: str) -> str | None:

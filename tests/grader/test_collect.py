@@ -4,7 +4,9 @@ grader/pipeline/collect.py takes only regular files under 1 MiB. A file it
 leaves out must not be reported as "missing" (the student sees it right there
 in their repository): every test of its assignment fails with the real reason,
 in words that name no temporary path, and the submission's other assignments
-are graded as usual.
+are graded as usual. A flat upload (no `assignments` folder: the student file
+at the top, as uploaded to Gradescope) is staged like a student repository,
+with the same checks.
 """
 
 import json
@@ -14,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from grader.course import ASSIGNMENTS
-from grader.pipeline.collect import NotTaken, read_inside
+from grader.pipeline.collect import NotTaken, read_inside, stage_submission
 from grader.pipeline.grade import GradeOptions, grade, stage
 
 QUANTIZATION, DDP = ASSIGNMENTS["quantization"], ASSIGNMENTS["ddp"]
@@ -115,3 +117,43 @@ def test_a_regular_file_inside_the_submission_is_read(tmp_path):
     path.parent.mkdir(parents=True)
     path.write_text("x = 1\n")
     assert read_inside(tmp_path, Path("assignments/quantization/quantize.py")) == b"x = 1\n"
+
+
+def staged_file(root: Path, assignment) -> tuple[bytes | None, str | None]:
+    """What staging `root` takes as the student file of `assignment`, and why not if not."""
+    staged = stage_submission(root, [assignment])
+    try:
+        path = assignment.student_path(staged.root)
+        return (path.read_bytes() if path.is_file() else None,
+                staged.problems.get(assignment.name))
+    finally:
+        staged.cleanup()
+
+
+def test_a_flat_upload_is_staged_as_the_student_shaped_tree(tmp_path):
+    """quantize.py uploaded on its own is graded as assignments/quantization/quantize.py."""
+    (tmp_path / "quantize.py").write_text("x = 1\n")
+    assert staged_file(tmp_path, QUANTIZATION) == (b"x = 1\n", None)
+
+
+def test_a_symlink_in_a_flat_upload_is_refused_like_any_other(tmp_path):
+    """A top-level quantize.py linked to the reference is not followed; the reason names it."""
+    (tmp_path / "quantize.py").symlink_to(QUANTIZATION.reference_path())
+    assert staged_file(tmp_path, QUANTIZATION) == (
+        None, "quantize.py is a symbolic link: only regular files and folders are graded")
+
+
+def test_a_file_missing_from_a_flat_upload_is_named_by_its_upload_name(tmp_path):
+    """An upload without quantize.py says that file is missing, not a repository path."""
+    (tmp_path / "quantise.py").write_text("x = 1\n")
+    assert staged_file(tmp_path, QUANTIZATION) == (
+        None, "quantize.py is missing from the submission")
+
+
+def test_a_top_level_file_beside_an_assignments_folder_is_not_taken(tmp_path):
+    """With an `assignments` folder the tree is student-shaped: a stray top-level copy
+    (here: correct code) does not stand in for the file that folder lacks."""
+    (tmp_path / "assignments").mkdir()
+    shutil.copyfile(QUANTIZATION.reference_path(), tmp_path / "quantize.py")
+    assert staged_file(tmp_path, QUANTIZATION) == (
+        None, "assignments/quantization/quantize.py is missing from the submission")
