@@ -9,10 +9,14 @@ once and swaps only the student file:
     python -m pytest tests/moe -p grader.authoring.catalogue --isolate \\
         --mutants tests/mutants/moe --catalogue-out catalogue.json
 
+The public tests (assignments/<name>/tests) may run without --isolate: each
+mutant is then imported in this process, as a student's local run would.
+
 For each mutant, in name order:
   1. copy it into its own student-shaped tree and point the session there,
      stopping the previous mutant's workers and rank groups first: a mutant
-     runs in fresh worker processes, exactly as in a real grading run;
+     runs in fresh worker processes (or is imported afresh, in-process),
+     exactly as in a real grading (or local) run;
   2. run the tests one by one until the first failure (like `-x`);
   3. record {mutant, status, caught_by, message, tests_run, seconds}, where
      status is "failed" (caught), "ungradable" (the grader failed: a bug in
@@ -52,10 +56,17 @@ def pytest_addoption(parser):
 
 
 def pytest_configure(config):
-    if config.getoption("--mutants") and not (
-            config.getoption("--isolate") and config.getoption("--catalogue-out")):
-        raise pytest.UsageError("--mutants needs --isolate (mutants run in workers only) "
-                                "and --catalogue-out")
+    if config.getoption("--mutants") and not config.getoption("--catalogue-out"):
+        raise pytest.UsageError("--mutants needs --catalogue-out")
+
+
+def _check_isolation(session) -> None:
+    """Hidden tests always run the student's code in workers; public tests do so only
+    with --isolate. Without it each mutant is imported here (trusted code only: the
+    catalogue's own files), which is much faster for the public tests' small probes."""
+    if not session.config.getoption("--isolate") and not all(
+            _is_public(item) for item in session.items):
+        raise pytest.UsageError("--mutants without --isolate grades public tests only")
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -66,6 +77,7 @@ def pytest_runtestloop(session):
         return None
     if session.testsfailed and not config.option.continue_on_collection_errors:
         raise session.Interrupted(f"{session.testsfailed} errors during collection")
+    _check_isolation(session)
     if not config.option.collectonly:
         grade_catalogue(session, _expand(config.getoption("--mutants")),
                         Path(config.getoption("--catalogue-out")))
@@ -198,6 +210,12 @@ def _the_assignment(items) -> Assignment:
         raise pytest.UsageError(f"--mutants needs the tests of exactly one assignment; "
                                 f"collected: {', '.join(sorted(names)) or 'nothing'}")
     return next(iter(found.values()))
+
+
+def _is_public(item) -> bool:
+    from grader.kit.plugin import _is_public as public_path
+
+    return public_path(item.path)
 
 
 def _expand(paths: list[str]) -> list[Path]:

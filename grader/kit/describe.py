@@ -8,9 +8,11 @@ never a wall of tensors, never the hidden test's source.
 from __future__ import annotations
 
 import re
+import textwrap
 import traceback
 
 SMALL = 12  # tensors with at most this many elements are printed in full
+WIDTH = 100  # a property line longer than this is wrapped, never cut
 
 
 def describe_tensor(tensor) -> str:
@@ -75,9 +77,9 @@ def plain_failure(error: BaseException, item=None) -> str:
     while getattr(error, "exceptions", None):  # hypothesis's Flaky groups: the first cause
         error = error.exceptions[0]
     lines = []
-    doc = (getattr(getattr(item, "function", None), "__doc__", None) or "").strip()
-    if doc:
-        lines.append(f"Property: {doc.splitlines()[0]}")
+    summary = property_of(getattr(getattr(item, "function", None), "__doc__", None))
+    if summary:
+        lines += textwrap.wrap(f"Property: {summary}", WIDTH, subsequent_indent="  ")
     if isinstance(error, GraderFault):
         lines.append(f"UNGRADABLE (not your fault, will be retried): {error}")
     elif isinstance(error, NotGraded):
@@ -85,9 +87,10 @@ def plain_failure(error: BaseException, item=None) -> str:
     elif isinstance(error, StudentCrash):
         lines.append(f"Your code did not finish: {error}")
     elif isinstance(error, AssertionError):
-        lines.append(str(error).strip() or "assertion failed")
+        lines.append(without_pytest_hints(str(error)) or "assertion failed")
     else:
-        lines.append(f"Your code raised {type(error).__name__}: {error}".rstrip())
+        lines.append(f"Your code raised {type(error).__name__}: "
+                     f"{without_pytest_hints(str(error))}".rstrip())
         where = _student_frames(error)
         if where:
             lines.append(where)
@@ -97,6 +100,40 @@ def plain_failure(error: BaseException, item=None) -> str:
         lines.append("Your code printed (the end of it, as is):")
         lines += ["  | " + line for line in printed.splitlines()[-20:]]
     return "\n".join(lines)
+
+
+def property_of(doc: str | None) -> str:
+    """A test docstring's first paragraph on one line: the property, never cut mid-sentence."""
+    paragraph = (doc or "").strip().split("\n\n")[0]
+    return " ".join(paragraph.split())
+
+
+# pytest's advice for its own command line, meaningless in the grader's output.
+PYTEST_HINT = re.compile(r"use -v to get (more|the full) diff|use '?-vv'? to show"
+                         r"|^\.\.\.full output truncated", re.IGNORECASE)
+
+
+def without_pytest_hints(text: str) -> str:
+    """An assertion message without pytest's hints ("Use -v to get more diff", "...Full
+    output truncated, use '-vv' to show") and without its "Full diff:" block."""
+    out: list[str] = []
+    diff_indent = None  # inside a "Full diff:" block: the indentation of its heading
+    for line in text.strip().splitlines():
+        indent = len(line) - len(line.lstrip())
+        if diff_indent is not None:
+            if not line.strip() or indent > diff_indent or line.lstrip()[:1] in "+-?":
+                continue
+            diff_indent = None
+        if line.strip().startswith("Full diff:"):
+            diff_indent = indent
+            continue
+        if PYTEST_HINT.search(line.strip()):
+            continue
+        out.append(line.rstrip())
+    while out and not out[-1]:
+        out.pop()
+    return "\n".join(line for i, line in enumerate(out)
+                     if line or (i and out[i - 1]))  # no runs of blank lines
 
 
 def _falsifying_example(error: BaseException) -> list[str]:

@@ -29,7 +29,7 @@ import pytest  # noqa: I001  (after hypothesis_setup: environment first)
 
 from grader.course import REPO, Assignment, assignment_of_path
 from grader.kit import profiles as hypothesis_setup  # noqa: F401  (sets TRITON_INTERPRET, profiles)
-from grader.kit.describe import plain_failure
+from grader.kit.describe import plain_failure, property_of
 
 
 def pytest_addoption(parser):
@@ -280,7 +280,7 @@ def _describe_item(item, cases: int = 1) -> dict:
     assignment = assignment_of_path(Path(str(item.fspath)))
     public = _is_public(item.fspath)
     name = item.name if not public else f"public/{item.name}"
-    doc = (item.function.__doc__ or "").strip().splitlines() if hasattr(item, "function") else []
+    doc = property_of(item.function.__doc__) if hasattr(item, "function") else ""
     return {
         "nodeid": item.nodeid,
         "name": f"{assignment.name if assignment else 'other'}/{name}",
@@ -289,7 +289,7 @@ def _describe_item(item, cases: int = 1) -> dict:
         "suite": "public" if public else "hidden",
         "points": points_of(item, cases),
         "gpu": "gpu" in item.keywords,
-        "doc": doc[0] if doc else "",
+        "doc": doc,
     }
 
 

@@ -143,12 +143,18 @@ class Report:
         os.replace(tmp, path)
 
     def text_summary(self) -> str:
-        lines = [f"{'assignment':<16}{'task':<40}{'tests':>9}{'points':>16}"]
-        for assignment, task, passed, total, score, maximum in self.by_task():
-            title = self.titles.get((assignment, task), task)
-            lines.append(f"{assignment:<16}{title[:39]:<40}{f'{passed}/{total}':>9}"
-                         f"{f'{score:.2f}/{maximum:.2f}':>16}")
-        lines.append(f"{'total':<65}{f'{self.score:.2f}/{self.max_score:.2f}':>16}")
+        """The per-task table: columns as wide as their longest entry, no title cut."""
+        rows = [(assignment, self.titles.get((assignment, task), task), f"{passed}/{total}",
+                 f"{score:.2f}/{maximum:.2f}")
+                for assignment, task, passed, total, score, maximum in self.by_task()]
+        total = f"{self.score:.2f}/{self.max_score:.2f}"
+        a_width = max([len("assignment"), *(len(r[0]) for r in rows)]) + 2
+        t_width = max([len("task"), *(len(r[1]) for r in rows)]) + 2
+        p_width = max([len("points"), len(total), *(len(r[3]) for r in rows)]) + 4
+        lines = [f"{'assignment':<{a_width}}{'task':<{t_width}}{'tests':>9}{'points':>{p_width}}"]
+        lines += [f"{a:<{a_width}}{title:<{t_width}}{tests:>9}{points:>{p_width}}"
+                  for a, title, tests, points in rows]
+        lines.append(f"{'total':<{a_width + t_width + 9}}{total:>{p_width}}")
         skipped = [t for t in self.tests.values() if t.status == "skipped"]
         if skipped:
             reasons = sorted({t.message for t in skipped})
@@ -179,7 +185,7 @@ class Report:
         if failed:
             lines += ["", "<details><summary>Failing tests</summary>", ""]
             for t in failed[:50]:
-                lines += [f"**{t.name}** ({t.status})", "", *fenced(t.message.strip()[:1500]),
+                lines += [f"**{t.name}** ({t.status})", "", *fenced(shown(t.message.strip(), 1500)),
                           ""]
             lines.append("</details>")
         if self.ungradable:

@@ -13,13 +13,24 @@ import re
 MAX_SHOWN = 20_000   # characters of one message: a failure needs its start and its end
 ANSI = re.compile(r"\x1b(\[[0-?]*[ -/]*[@-~]|\][^\x07\x1b]*(\x07|\x1b\\)|[@-Z\\-_])")
 CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+ADDRESS = re.compile(r"<([^<>\n]*?) at 0x[0-9a-fA-F]+>")   # innermost repr first
+
+
+def without_addresses(text: str) -> str:
+    """Reprs without memory addresses, which differ on every run and mean nothing to a
+    student: '<function f at 0x7f..>' -> '<function f>', '<built-in method equal of type
+    object at 0x7f..>' -> '<built-in method equal>'; a nested repr loses its own."""
+    def plain(match: re.Match) -> str:
+        inner = re.sub(r"^(built-in method \S+) of .*$", r"\1", match.group(1))
+        return f"<{inner}>"
+
+    return ADDRESS.sub(plain, text)
 
 
 def shown(text: object, limit: int = MAX_SHOWN) -> str:
-    """`text` as printable UTF-8: escapes removed, control characters and lone
-    surrogates written as \\xNN / \\udNNN, the middle cut beyond `limit` characters."""
-    text = str(text)
-    text = ANSI.sub("", text)
+    """`text` as printable UTF-8: escapes and object addresses removed, control characters
+    and lone surrogates written as \\xNN / \\udNNN, the middle cut beyond `limit` characters."""
+    text = without_addresses(ANSI.sub("", str(text)))
     text = text.encode("utf-8", "backslashreplace").decode("utf-8")
     text = CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
     if len(text) > limit:

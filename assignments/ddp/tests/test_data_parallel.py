@@ -13,6 +13,8 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
+from grader.kit.checks import assert_equal
+
 points = pytest.mark.points
 
 
@@ -129,9 +131,9 @@ def sgd_on_one_process(initial, batches):
 def test_6_1_every_rank_gets_rank_0s_parameters_and_buffers(ranks):
     """After broadcast_parameters, both ranks hold rank 0's weight, bias and buffer."""
     for rank, got in enumerate(ranks(2).run(broadcast_a_linear)):
-        assert torch.equal(got["weight"], torch.full((2, 3), 1.0)), f"rank {rank}: {got}"
-        assert torch.equal(got["bias"], torch.full((2,), -1.0)), f"rank {rank}: {got}"
-        assert torch.equal(got["steps"], torch.tensor([0.0])), f"rank {rank}: buffer {got}"
+        assert_equal(got["weight"], torch.full((2, 3), 1.0), f"rank {rank}: weight")
+        assert_equal(got["bias"], torch.full((2,), -1.0), f"rank {rank}: bias")
+        assert_equal(got["steps"], torch.tensor([0.0]), f"rank {rank}: buffer `steps`")
 
 
 # ---------------------------------------------------------------- Task 6.2 --
@@ -177,8 +179,8 @@ def test_6_3_parameters_stay_identical_across_ranks(ranks):
     initial = [mlp_weights(rank) for rank in range(2)]
     batches = [[torch.randn(5, 4, generator=g) for _ in range(3)] for _ in range(2)]
     first, second = ranks(2).run(sgd_steps, args=(initial, batches))
-    for a, b in zip(first, second, strict=True):
-        assert torch.equal(a, b), "parameters differ between rank 0 and rank 1"
+    for index, (a, b) in enumerate(zip(first, second, strict=True)):
+        assert_equal(b, a, f"parameter {index}: rank 1's value (expected: rank 0's)")
     for got, expected in zip(first, sgd_on_one_process(initial, batches), strict=True):
         assert torch.allclose(got, expected, rtol=1e-5, atol=1e-6), \
             f"parameters after 3 steps: {got} differ from one process's SGD: {expected}"

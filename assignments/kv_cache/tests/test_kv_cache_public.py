@@ -13,6 +13,7 @@ import math
 import pytest
 import torch
 
+from grader.kit.checks import assert_equal
 from grader.kit.probes import run_probe
 from grader.kit.provided import provided_module
 
@@ -73,8 +74,9 @@ def test_3_1_prefill_then_decode_returns_every_position(student):
     got = run_probe(student, probe_prefill_then_decode, k, v, 8)
     assert got["shape"] == [2, 3, 8, 4], "k_cache must be [B, H_kv, max_seq_len, D]"
     assert (got["len1"], got["len2"]) == (4, 5), "seq_len after the prefill and the decode step"
-    assert torch.equal(got["keys1"], k[:, :, :4])
-    assert torch.equal(got["keys2"], k) and torch.equal(got["values2"], v)
+    assert_equal(got["keys1"], k[:, :, :4], "keys returned by the prefill update")
+    assert_equal(got["keys2"], k, "keys returned by the decode update (all 5 positions)")
+    assert_equal(got["values2"], v, "values returned by the decode update (all 5 positions)")
     assert got["same_address"], "k_cache was re-allocated"
     assert got["views"], "update must return views of k_cache, not copies"
 
@@ -172,4 +174,4 @@ def test_3_3_cached_generation_equals_uncached_generation(student):
     tokens_ref, logits_ref = generate(student, prompt, 8, False)
     assert tokens.shape == (2, 12)
     torch.testing.assert_close(logits, logits_ref, rtol=1e-4, atol=1e-4)
-    assert torch.equal(tokens, tokens_ref)
+    assert_equal(tokens, tokens_ref, "tokens generated with the cache (expected: without it)")

@@ -9,6 +9,8 @@ property-based tests; README.md §8 says what they check.
 import pytest
 import torch
 
+from grader.kit.checks import assert_equal
+
 points = pytest.mark.points
 
 
@@ -100,6 +102,24 @@ def test_1_1_integer_tensor_raises_value_error(student):
         student.absmax_quantize(torch.tensor([1, 2, 3]))
 
 
+@points(1)
+@pytest.mark.task("1.1")
+def test_1_1_input_tensor_is_left_unchanged(student):
+    """absmax_quantize reads x and never writes to it (a float32 x too)."""
+    x = torch.tensor([0.5, 20, -0.0001, -0.01, -0.1])
+    original = x.clone()
+    student.absmax_quantize(x)
+    assert_equal(x, original, "x after absmax_quantize(x) must be unchanged")
+
+
+@points(1)
+@pytest.mark.task("1.1")
+def test_1_1_dim_out_of_range_raises_value_error(student):
+    """dim = 2 on a 2-D tensor raises ValueError (not torch's IndexError)."""
+    with pytest.raises(ValueError):
+        student.absmax_quantize(torch.ones(2, 3), dim=2)
+
+
 # ----------------------------------------------- Task 1.2 absmax_dequantize --
 @points(1)
 @pytest.mark.task("1.2")
@@ -111,6 +131,15 @@ def test_1_2_dequantize_is_codes_times_scale(student):
     assert x_hat.tolist() == [[63.5, -32.0, 0.5], [0.0, 0.0, 0.0]]
     x_hat = student.absmax_dequantize(q, torch.tensor(0.25))
     assert x_hat.tolist() == [[31.75, -16.0, 0.25], [1.25, 0.0, -1.25]]
+
+
+@points(1)
+@pytest.mark.task("1.2")
+def test_1_2_a_float64_scale_still_gives_float32(student):
+    """The result is float32 whatever the scale's floating dtype: codes [2, -4] at 0.5."""
+    x_hat = student.absmax_dequantize(torch.tensor([2, -4], dtype=torch.int8),
+                                      torch.tensor(0.5, dtype=torch.float64))
+    assert_equal(x_hat, torch.tensor([1.0, -2.0]), "dequantized values with a float64 scale")
 
 
 @points(1)

@@ -1,5 +1,6 @@
 """broadcast_parameters broadcasts the parameters but not the buffers.
 Caught by: test_gradients_are_the_mean_over_ranks
+Classic: yes
 
 A buffer (BatchNorm statistics, a scale) keeps each rank's own value, so the ranks compute different functions.
 

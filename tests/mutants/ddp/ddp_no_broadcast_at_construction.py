@@ -1,5 +1,6 @@
 """DDP does not broadcast rank 0's parameters and buffers at construction.
 Caught by: test_gradients_equal_the_single_process_full_batch_gradients
+Classic: yes
 
 Ranks that start from different seeds keep different weights; gradients are averaged correctly but applied to different models.
 

@@ -1,5 +1,6 @@
 """DDP's finish_gradient_synchronization writes back the summed bucket without dividing by the world size.
 Caught by: test_gradients_equal_the_single_process_full_batch_gradients
+Classic: yes
 
 The bucketed path sums; the naive path (Task 6.2) is right, so only DDP tests catch it.
 

@@ -1,5 +1,6 @@
 """all_reduce_gradients skips parameters whose grad is None instead of treating them as zeros.
 Caught by: test_missing_gradients_count_as_zeros_and_are_materialised
+Classic: yes
 
 Unused everywhere: grad stays None. Unused on some ranks only: the ranks issue different numbers of all_reduces, so collectives pair up wrongly or time out.
 

@@ -1,5 +1,6 @@
 """all_reduce_gradients sums the gradients over ranks but never divides by the world size.
 Caught by: test_gradients_are_the_mean_over_ranks
+Classic: yes
 
 Every rank ends with N times the full-batch gradient; identical across ranks, so only a comparison with one process catches it.
 

@@ -1,5 +1,6 @@
 """The forward never rescales the accumulator by alpha = exp2(m_old - m_new).
 Caught by: test_flash_attention_returns_the_forward_output
+Classic: yes
 
 Assignment 4: FlashAttention, a fused attention kernel in Triton.
 

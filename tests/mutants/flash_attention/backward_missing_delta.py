@@ -1,5 +1,6 @@
 """Backward drops delta: dS = P * dP instead of P * (dP - rowsum(dO * O)).
 Caught by: test_gradients_equal_float64_autograd
+Classic: yes
 
 Assignment 4: FlashAttention, a fused attention kernel in Triton.
 

@@ -1,5 +1,6 @@
 """Causal mask aligned top-left (key j visible iff j <= i), not bottom-right (j <= Tk - Tq + i).
 Caught by: test_flash_attention_returns_the_forward_output
+Classic: yes
 
 Assignment 4: FlashAttention, a fused attention kernel in Triton.
 

@@ -1,5 +1,6 @@
 """The default sm_scale is 1/D instead of 1/sqrt(D).
 Caught by: test_flash_attention_returns_the_forward_output
+Classic: yes
 
 Assignment 4: FlashAttention, a fused attention kernel in Triton.
 

@@ -1,5 +1,6 @@
 """The running sum l is not rescaled when the running max grows: l += sum(p).
 Caught by: test_flash_attention_returns_the_forward_output
+Classic: yes
 
 Assignment 4: FlashAttention, a fused attention kernel in Triton.
 

@@ -1,5 +1,6 @@
 """Default sm_scale 1/D instead of 1/sqrt(D).
 Caught by: test_a_decode_step_attends_to_every_key, test_a_prefill_uses_the_lower_triangular_mask, test_a_chunked_prefill_is_aligned_bottom_right (+6 more)
+Classic: yes
 
 Right only for D = 1, or when sm_scale is given.
 

@@ -1,5 +1,6 @@
 """GQA with k.repeat instead of repeat_interleave: query head h reads kv head h % H_kv.
 Caught by: test_a_decode_step_attends_to_every_key, test_query_head_h_reads_kv_head_h_floordiv_group, test_attention_equals_a_float64_masked_softmax (+4 more)
+Classic: yes
 
 Identical when H = H_kv or H_kv = 1; wrong heads otherwise.
 

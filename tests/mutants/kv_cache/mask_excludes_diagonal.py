@@ -1,5 +1,6 @@
 """Off-by-one mask: query i sees keys j < Tk - Tq + i, not its own position.
 Caught by: test_a_decode_step_attends_to_every_key, test_a_prefill_uses_the_lower_triangular_mask, test_a_chunked_prefill_is_aligned_bottom_right (+9 more)
+Classic: yes
 
 The first query of a prefill sees no key at all (nan); every query misses itself.
 

@@ -1,5 +1,6 @@
 """Top-left aligned mask (j > i): query i treated as position i, not Tk - Tq + i.
 Caught by: test_a_decode_step_attends_to_every_key, test_a_chunked_prefill_is_aligned_bottom_right, test_query_head_h_reads_kv_head_h_floordiv_group (+8 more)
+Classic: yes
 
 Right for prefill (Tq = Tk); a decode step then sees only key 0, a chunk only the first keys.
 

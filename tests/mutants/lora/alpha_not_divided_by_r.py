@@ -1,5 +1,6 @@
 """scaling = alpha instead of alpha / r.
 Caught by: test_wrapped_layers_get_the_given_r_and_alpha (+19 more)
+Classic: yes
 
 The update is r times too large for r > 1 (the LoRA paper scales by alpha / r so that
 changing r does not require retuning the learning rate).

@@ -1,5 +1,6 @@
 """LoRALinear does not freeze base.weight / base.bias.
 Caught by: test_only_lora_A_and_lora_B_receive_gradients (+2 more)
+Classic: yes
 
 The base keeps requires_grad True: backward fills base.weight.grad and an optimizer over
 layer.parameters() would change the pretrained weights.

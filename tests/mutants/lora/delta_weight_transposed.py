@@ -1,5 +1,6 @@
 """delta_weight returns (B @ A).T, shape [d_in, d_out].
 Caught by: test_merge_lora_merges_every_adapter_and_keeps_the_outputs (+10 more)
+Classic: yes
 
 scaling * A.T @ B.T: the transpose of the update; merge then fails or adds the wrong matrix.
 Failing hidden tests (CPU, grading profile):

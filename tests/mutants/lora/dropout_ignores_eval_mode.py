@@ -1,5 +1,6 @@
 """Uses F.dropout(x, p) without training=self.training: drops in eval mode too.
 Caught by: test_eval_mode_ignores_dropout
+Classic: yes
 
 torch.nn.functional.dropout defaults to training=True, so eval() does not turn it off.
 Failing hidden tests (CPU, grading profile): test_eval_mode_ignores_dropout.

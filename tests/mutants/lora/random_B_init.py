@@ -1,5 +1,6 @@
 """lora_B initialised like lora_A (kaiming) instead of zeros.
 Caught by: test_a_fresh_layer_returns_exactly_the_base_output (+2 more)
+Classic: yes
 
 A fresh layer no longer returns base(x): training does not start from the base model.
 Failing hidden tests (CPU, grading profile): test_a_fresh_layer_returns_exactly_the_base_output,

@@ -1,5 +1,6 @@
 """apply_lora matches targets as substrings (t in name).
 Caught by: test_a_name_that_only_contains_a_target_is_not_matched (+6 more)
+Classic: yes
 
 "q_proj" also wraps "xq_proj" and "q_proj_gate"; "proj" wraps every projection.
 Failing hidden tests (CPU, grading profile): test_a_name_that_only_contains_a_target_is_not_matched,

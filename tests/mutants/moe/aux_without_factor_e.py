@@ -1,5 +1,6 @@
 """Load-balancing loss without the factor E: sum_e f_e P_e, 1/E at balance.
 Caught by: test_5_3_noisy_router_example_eval_then_training (+13 more)
+Classic: yes
 Failing hidden tests (CPU, grading profile): test_5_3_noisy_router_example_eval_then_training, test_5_4_layer_example_output_and_dispatch, test_worked_example_from_the_handout, test_uniform_routing_gives_exactly_one, test_matches_the_formula_on_random_routing, test_loss_is_at_least_one_when_probs_follow_the_counts, test_gradient_reaches_router_probs, test_routing_and_aux_loss_match_the_specification, test_noisy_router_adds_no_noise_in_eval_mode, test_training_noise_follows_the_specification_and_the_generator, test_router_without_noise_adds_none_in_training, test_gradients_reach_w_gate_through_weights_and_aux_loss, test_output_equals_the_dense_per_token_reference, test_gradients_reach_the_router_and_the_experts.
 
 ---- the reference's docstring, unchanged: ----

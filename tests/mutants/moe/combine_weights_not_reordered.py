@@ -1,5 +1,6 @@
 """Combine uses the gate weights in (token, slot) order, not in the dispatch order.
 Caught by: test_5_4_layer_example_output_and_dispatch (+3 more)
+Classic: yes
 Failing hidden tests (CPU, grading profile): test_5_4_layer_example_output_and_dispatch, test_output_equals_the_dense_per_token_reference, test_permuting_experts_and_router_rows_leaves_the_output_unchanged, test_gradients_reach_the_router_and_the_experts.
 
 ---- the reference's docstring, unchanged: ----

@@ -1,5 +1,6 @@
 """Ties go to the higher expert index (stable sort of the reversed row).
 Caught by: test_5_3_noisy_router_example_eval_then_training (+9 more)
+Classic: yes
 Failing hidden tests (CPU, grading profile): test_5_3_noisy_router_example_eval_then_training, test_5_4_layer_example_output_and_dispatch, test_worked_example_from_the_handout, test_indices_and_weights_match_the_specification, test_ties_go_to_the_lower_expert_index, test_routing_and_aux_loss_match_the_specification, test_noisy_router_adds_no_noise_in_eval_mode, test_router_without_noise_adds_none_in_training, test_output_equals_the_dense_per_token_reference, test_each_expert_runs_at_most_once_on_exactly_its_tokens.
 
 ---- the reference's docstring, unchanged: ----

@@ -1,5 +1,6 @@
 """Kernel casts v to int8 without rounding (truncation toward zero).
 Caught by: test_kernel_equals_per_row_absmax_quantize (+4 more)
+Classic: yes
 
 The kernel converts v to int8 without rounding (the cast truncates toward zero): 2.7 -> 2.
 Failing hidden tests (CPU, grading profile): test_kernel_equals_per_row_absmax_quantize,

@@ -1,5 +1,6 @@
 """Scale from max(x) instead of max|x| (clamp kept): negative outliers saturate.
 Caught by: test_codes_and_scales_match_the_specification (+3 more)
+Classic: yes
 
 Scale from max(x) instead of max|x| (clamp kept): negative values beyond the max saturate at
 -127, all-negative slices get scale <= 0.

@@ -1,5 +1,6 @@
 """Uses the per-tensor absmax for every slice, broadcast to the keepdim shape.
 Caught by: test_codes_and_scales_match_the_specification (+3 more)
+Classic: yes
 
 Always uses the per-tensor absmax, only broadcast to the keepdim shape when dim is given: every
 slice shares one scale.

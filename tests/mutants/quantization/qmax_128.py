@@ -1,5 +1,6 @@
 """Divides by 128 instead of 127: the largest value lands on 128 -> wraps to -128.
 Caught by: test_codes_and_scales_match_the_specification (+6 more)
+Classic: yes
 
 Uses 128 instead of 127 as QMAX: the largest value lands on 128 -> wraps to -128, and the scale
 is absmax/128.

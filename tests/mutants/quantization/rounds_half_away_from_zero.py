@@ -1,5 +1,6 @@
 """Rounds half away from zero (sign * floor(|v| + 0.5)) instead of half-to-even.
 Caught by: test_exact_ties_round_half_to_even
+Classic: yes
 
 Rounds half away from zero (sign * floor(|v| + 0.5)) instead of half-to-even: 2.5 -> 3, not 2.
 Failing hidden tests (CPU, grading profile): test_exact_ties_round_half_to_even.

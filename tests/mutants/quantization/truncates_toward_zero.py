@@ -1,5 +1,6 @@
 """Truncates toward zero (torch.trunc) instead of rounding half-to-even: 2.7 -> 2.
 Caught by: test_codes_and_scales_match_the_specification (+6 more)
+Classic: yes
 
 Truncates toward zero (torch.trunc) instead of rounding half-to-even: 2.7 -> 2.
 Failing hidden tests (CPU, grading profile): test_codes_and_scales_match_the_specification,
