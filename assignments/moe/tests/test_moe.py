@@ -13,7 +13,10 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+from grader.kit.checks import assert_all, assert_close, assert_tensor
 from grader.kit.probes import run_probe
 
 points = pytest.mark.points
@@ -65,6 +68,40 @@ def test_5_1_bad_k_raises_value_error(student, k):
     """k outside [1, E] raises ValueError."""
     with pytest.raises(ValueError):
         student.top_k_gating(torch.zeros(1, 3), k)
+
+
+@st.composite
+def small_logits_and_k(draw):
+    """(logits [T, E], k): float32, T <= 3, 2 <= E <= 4 (printed in full), values in +-8."""
+    n_tokens, n_experts = draw(st.integers(1, 3)), draw(st.integers(2, 4))
+    k = draw(st.integers(1, n_experts))
+    values = draw(st.lists(st.floats(-8, 8, width=32), min_size=n_tokens * n_experts,
+                           max_size=n_tokens * n_experts))
+    return torch.tensor(values, dtype=torch.float32).reshape(n_tokens, n_experts), k
+
+
+@points(1)
+@pytest.mark.task("5.1")
+@settings(max_examples=15)
+@given(case=small_logits_and_k())
+def test_5_1_gate_weights_are_the_renormalised_top_k_softmax_probabilities(student, case):
+    """Each token's weights are the softmax over its k selected logits, which are its k largest."""
+    logits, k = case
+    weights, indices = student.top_k_gating(logits, k)
+    n_tokens, n_experts = logits.shape
+    assert_tensor(indices, dtype=torch.int64, shape=(n_tokens, k), what="indices")
+    assert_tensor(weights, shape=(n_tokens, k), what="weights")
+    assert_all((indices >= 0) & (indices < n_experts), f"indices outside [0, {n_experts})",
+               indices=indices)
+    repeated = (indices.unsqueeze(-1) == indices.unsqueeze(-2)).sum(-1) > 1
+    assert_all(~repeated, "an expert selected twice for one token", indices=indices)
+    chosen = logits.double().gather(-1, indices)
+    others = logits.double().scatter(-1, indices, float("-inf"))
+    assert_all(chosen.min(-1).values >= others.max(-1).values,
+               "a token's selected logits are not its k largest", indices=indices)
+    expected = torch.softmax(chosen, -1)
+    assert_close(weights, expected, "weights vs the softmax of the selected logits",
+                 dtype=torch.float32, indices=indices)
 
 
 # ---------------------------------------------------- Task 5.2 load_balancing_loss --

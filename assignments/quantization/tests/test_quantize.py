@@ -8,10 +8,24 @@ property-based tests; README.md §8 says what they check.
 
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from grader.kit.checks import assert_equal
+from grader.kit.checks import assert_all, assert_equal, assert_tensor
+from grader.kit.strategies import shapes
 
 points = pytest.mark.points
+
+
+@st.composite
+def small_float32_tensors(draw):
+    """float32, 1 or 2 dims, at most 12 elements (printed in full), finite values in +-1000."""
+    shape = draw(shapes(min_dims=1, max_dims=2, max_side=4))
+    n = 1
+    for side in shape:
+        n *= side
+    values = draw(st.lists(st.floats(-1000, 1000, width=32), min_size=n, max_size=n))
+    return torch.tensor(values, dtype=torch.float32).reshape(shape)
 
 
 def assert_codes(q, expected):
@@ -105,11 +119,12 @@ def test_1_1_integer_tensor_raises_value_error(student):
 @points(1)
 @pytest.mark.task("1.1")
 def test_1_1_input_tensor_is_left_unchanged(student):
-    """absmax_quantize reads x and never writes to it (a float32 x too)."""
+    """absmax_quantize returns x's codes and never writes to x (a float32 x too)."""
     x = torch.tensor([0.5, 20, -0.0001, -0.01, -0.1])
     original = x.clone()
-    student.absmax_quantize(x)
+    q, _ = student.absmax_quantize(x)
     assert_equal(x, original, "x after absmax_quantize(x) must be unchanged")
+    assert_codes(q, [3, 127, 0, 0, -1])
 
 
 @points(1)
@@ -118,6 +133,21 @@ def test_1_1_dim_out_of_range_raises_value_error(student):
     """dim = 2 on a 2-D tensor raises ValueError (not torch's IndexError)."""
     with pytest.raises(ValueError):
         student.absmax_quantize(torch.ones(2, 3), dim=2)
+
+
+@points(1)
+@pytest.mark.task("1.1")
+@settings(max_examples=15)
+@given(x=small_float32_tensors())
+def test_1_1_codes_stay_within_plus_minus_127_and_reconstruct_within_half_a_step(student, x):
+    """For any small float32 x, q is int8 in [-127, 127] and |q * scale - x| <= scale / 2."""
+    q, scale = student.absmax_quantize(x)
+    assert_tensor(q, dtype=torch.int8, shape=x.shape, what="q")
+    assert_all(q.int().abs() <= 127, "q outside [-127, 127]", q=q)
+    error = (q.double() * scale.double() - x.double()).abs()
+    bound = scale.double() / 2 * (1 + 1e-4)  # slack: scale is rounded to float32
+    assert_all(error <= bound, "|q * scale - x| exceeds scale / 2", q=q, scale=scale,
+               error=error)
 
 
 # ----------------------------------------------- Task 1.2 absmax_dequantize --
