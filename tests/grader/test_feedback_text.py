@@ -100,14 +100,20 @@ def test_a_property_spanning_lines_is_shown_whole_and_wrapped():
     assert "Details" not in text
 
 
-def test_the_task_table_shows_every_task_title_in_full():
-    """The longest titles of the course (flash_attention's, moe's) are not cut."""
+def report_with_one_test_per_task(points: float) -> tuple[Report, dict]:
+    """A report listing one hidden test of `points` for every task of the course."""
     table = titles()
     report = Report({}, table)
     for i, (assignment, task) in enumerate(table):
         report.record({"event": "collected", "nodeid": f"t{i}", "name": f"{assignment}/t{i}",
                        "assignment": assignment, "task": task, "suite": "hidden",
-                       "points": 1.0})
+                       "points": points})
+    return report, table
+
+
+def test_the_task_table_shows_every_task_title_in_full():
+    """The longest titles of the course (flash_attention's, moe's) are not cut."""
+    report, table = report_with_one_test_per_task(1.0)
     text = report.text_summary()
     for (assignment, task), title in table.items():
         row = next(line for line in text.splitlines() if line.startswith(f"{assignment} ")
@@ -119,12 +125,7 @@ def test_the_task_table_shows_every_task_title_in_full():
 
 def test_the_task_table_columns_line_up():
     """Every row puts its tests and points at the same columns as the header."""
-    table = titles()
-    report = Report({}, table)
-    for i, (assignment, task) in enumerate(table):
-        report.record({"event": "collected", "nodeid": f"t{i}", "name": f"{assignment}/t{i}",
-                       "assignment": assignment, "task": task, "suite": "hidden",
-                       "points": 12.5})
+    report, _ = report_with_one_test_per_task(12.5)
     lines = report.text_summary().splitlines()
     rows = [line for line in lines if "/" in line]
     assert len({len(line) for line in rows}) == 1, rows
