@@ -213,9 +213,9 @@ def _the_assignment(items) -> Assignment:
 
 
 def _is_public(item) -> bool:
-    from grader.kit.plugin import _is_public as public_path
+    from grader.kit.plugin import is_public_path
 
-    return public_path(item.path)
+    return is_public_path(item.path)
 
 
 def _expand(paths: list[str]) -> list[Path]:

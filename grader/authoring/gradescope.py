@@ -28,12 +28,11 @@ import json
 import os
 import shlex
 import stat
-import subprocess
 import zipfile
 from pathlib import Path, PurePosixPath
 
 from grader.course import REPO, Assignment
-from grader.pipeline.collect import git_commit
+from grader.pipeline.collect import git_commit, git_output
 from grader.pipeline.grade import BUILD_RECORD as RECORD
 
 TEMPLATES = Path(__file__).resolve().parents[1] / "templates" / "gradescope"
@@ -81,7 +80,7 @@ def _needed(path: PurePosixPath, names: set[str]) -> bool:
 def repository_files(root: Path) -> list[str]:
     """The working copy's files, relative: git's tracked and untracked-but-not-ignored
     ones, or, outside a git checkout, every file under `root`."""
-    listed = _git(root, "ls-files", "-z", "--cached", "--others", "--exclude-standard")
+    listed = git_output(root, "ls-files", "-z", "--cached", "--others", "--exclude-standard")
     paths = _walk(root) if listed is None else [p for p in listed.split("\0") if p]
     return sorted(p for p in set(paths) if _regular(root / p))
 
@@ -117,7 +116,7 @@ def record(names: list[str], entries: list[str]) -> bytes:
 
 def changed_files(root: Path) -> set[str]:
     """Files of the working copy that differ from its commit, or that git does not track."""
-    status = _git(root, "status", "-z", "--porcelain", "--untracked-files=all")
+    status = git_output(root, "status", "-z", "--porcelain", "--untracked-files=all")
     if status is None:
         return set()
     changed, fields = set(), iter(status.split("\0"))
@@ -127,18 +126,6 @@ def changed_files(root: Path) -> set[str]:
             if entry[0] in "RC":   # a rename or copy: its old path follows; skip it
                 next(fields, None)
     return changed
-
-
-def _git(root: Path, *args: str) -> str | None:
-    """git's output in `root`, or None when it is no git checkout (or has no git)."""
-    if not (root / ".git").exists():
-        return None
-    try:
-        out = subprocess.run(["git", "-c", "safe.directory=*", "-C", str(root), *args],
-                             capture_output=True, text=True, timeout=60)
-    except (OSError, subprocess.TimeoutExpired):
-        return None
-    return out.stdout if out.returncode == 0 else None
 
 
 def script_text(script: str, names: list[str]) -> str:

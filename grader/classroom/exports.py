@@ -13,7 +13,7 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
-from grader.classroom.gradebook import Row, _number
+from grader.classroom.gradebook import Row, assignment_order
 from grader.classroom.roster import Student
 from grader.course import ASSIGNMENTS
 
@@ -23,7 +23,7 @@ CANVAS_IDENTITY = [("Student", "name"), ("ID", "canvas_id"), ("SIS User ID", "si
 
 def export(rows: dict[tuple[str, str], Row], students: list[Student], kind: str,
            path: Path) -> None:
-    names = sorted({r.assignment for r in rows.values()}, key=_number)
+    names = sorted({r.assignment for r in rows.values()}, key=assignment_order)
     maxima = {n: max(r.max_score for r in rows.values() if r.assignment == n) for n in names}
     scores = {key: row.score for key, row in rows.items()}
     graded = sorted({r.student for r in rows.values()})

@@ -76,9 +76,9 @@ def write_gradebook(folder: Path, rows: dict[tuple[str, str], Row]) -> None:
     """gradebook.csv and grades.csv, each written whole then renamed into place."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    ordered = sorted(rows.values(), key=lambda r: (r.student, _number(r.assignment)))
+    ordered = sorted(rows.values(), key=lambda r: (r.student, assignment_order(r.assignment)))
     _write_csv(folder / "gradebook.csv", COLUMNS, [asdict(r) for r in ordered])
-    names = sorted({r.assignment for r in ordered}, key=_number)
+    names = sorted({r.assignment for r in ordered}, key=assignment_order)
     per_student: dict[str, dict[str, Row]] = {}
     for row in ordered:
         per_student.setdefault(row.student, {})[row.assignment] = row
@@ -128,7 +128,7 @@ def _copy_results(source: Path, out: Path, row: Row) -> None:
 def combine_results(out: Path, student: str) -> None:
     """DIR/<student>/results.json: every assignment's results, in assignment order."""
     folder = Path(out) / student
-    parts = sorted((folder / "results").glob("*.json"), key=lambda p: _number(p.stem))
+    parts = sorted((folder / "results").glob("*.json"), key=lambda p: assignment_order(p.stem))
     if not parts:
         return
     results = [json.loads(p.read_text()) for p in parts]
@@ -155,7 +155,8 @@ def _write_csv(path: Path, columns: list[str], rows: list[dict]) -> None:
     tmp.replace(path)
 
 
-def _number(name: str) -> float:
+def assignment_order(name: str) -> float:
+    """Sort key: the assignment's number (unknown names last)."""
     assignment = ASSIGNMENTS.get(name)
     return assignment.number if assignment else float("inf")
 

@@ -188,7 +188,7 @@ def _assignment(request) -> Assignment:
     return assignment
 
 
-def _is_public(path) -> bool:
+def is_public_path(path) -> bool:
     return Path(str(path)).resolve().is_relative_to(REPO / "assignments")
 
 
@@ -200,7 +200,7 @@ def student(request):
 
     session: Session = request.config.llmlab
     assignment = _assignment(request)
-    if _is_public(request.node.fspath) and not session.isolate:
+    if is_public_path(request.node.fspath) and not session.isolate:
         return session.in_process_module(assignment)
     seed = sum(map(ord, request.node.nodeid)) % (2**31)
     worker = session.worker(assignment)
@@ -278,7 +278,7 @@ def _function_key(item) -> tuple:
 
 def _describe_item(item, cases: int = 1) -> dict:
     assignment = assignment_of_path(Path(str(item.fspath)))
-    public = _is_public(item.fspath)
+    public = is_public_path(item.fspath)
     name = item.name if not public else f"public/{item.name}"
     doc = property_of(item.function.__doc__) if hasattr(item, "function") else ""
     return {

@@ -124,16 +124,21 @@ def read_inside(root: Path, relative: Path) -> bytes:
 
 
 def git_commit(folder: Path) -> str | None:
-    """HEAD of the repository at `folder`, if it is one.
+    """HEAD of the repository at `folder`, if it is one."""
+    head = (git_output(folder, "rev-parse", "HEAD") or "").strip()
+    return head or None
+
+
+def git_output(folder: Path, *args: str) -> str | None:
+    """git's output in the checkout at `folder`; None when it is none (or git fails).
 
     safe.directory: under sudo (the grading workflow), git refuses a checkout that
     another user owns, and the record would lose the commit."""
     if not (folder / ".git").exists():
         return None
     try:
-        out = subprocess.run(["git", "-c", "safe.directory=*", "-C", str(folder), "rev-parse",
-                              "HEAD"],
-                             capture_output=True, text=True, timeout=10)
+        out = subprocess.run(["git", "-c", "safe.directory=*", "-C", str(folder), *args],
+                             capture_output=True, text=True, timeout=60)
     except (OSError, subprocess.TimeoutExpired):
         return None
-    return out.stdout.strip() or None
+    return out.stdout if out.returncode == 0 else None
