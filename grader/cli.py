@@ -11,7 +11,7 @@ The instructor's repository (it has reference/) adds:
     grader timings                              time the reference, per test
     grader release OUT_DIR                      write the student repository
     grader solutions OUT_DIR                    publish solutions/<name>/<file>
-    grader stubs                                regenerate assignments/*/<file> from reference/
+    grader stubs                                regenerate assignments/*/<file> and notebooks
     grader docs                                 regenerate the assignment, task and points tables
     grader gradescope --output FILE.zip         a Gradescope autograder
     grader class STEP ...                       the grade of record of a class (grader/classroom/)

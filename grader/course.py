@@ -10,6 +10,11 @@ engine names no assignment. Keys (every one required unless a default is given):
                     (e.g. ["model.py"]); default []
     call_timeout_s  wall-clock limit of one call into student code (say why in a comment)
     time_budget_s   limit for the whole assignment's grading; default 900
+    [concepts]      optional: the assignment's concept-check notebook (grader/kit/notebooks.py)
+        notebook    its file name, e.g. "concepts.ipynb" (student-owned, like student_file)
+        task        the task its questions grade, declared in [[tasks]]
+        points      {question id = points}: one entry per test cell of the reference
+                    notebook (its nbgrader grade_id); `grader validate` checks they agree
     [[tasks]]       one table per task:
         id          "1.1": the first number is the assignment's
         title       short, for the grader's per-task tables
@@ -21,6 +26,7 @@ Everything else is found by convention:
     assignments/<name>/<student_file>     the student's copy (stub in the release)
     assignments/<name>/tests/             public tests
     reference/<name>/<student_file>       the solution, with nbgrader markers
+    reference/<name>/<notebook>           the concept checks, answers and hidden tests in
     tests/<name>/                         the hidden suite
     tests/mutants/<name>/                 wrong solutions the hidden suite must catch
 """
@@ -44,6 +50,16 @@ class Task:
 
 
 @dataclass(frozen=True)
+class Concepts:
+    notebook: str                    # "concepts.ipynb"
+    task: str                        # "1.4"
+    points: dict[str, float]         # question id (test cell grade_id) -> points
+
+    def __hash__(self) -> int:
+        return hash((self.notebook, self.task, tuple(self.points.items())))
+
+
+@dataclass(frozen=True)
 class Assignment:
     name: str
     number: int
@@ -53,6 +69,7 @@ class Assignment:
     provided: tuple[str, ...] = ()
     call_timeout_s: float = 60.0
     time_budget_s: float = 900.0
+    concepts: Concepts | None = None
 
     @property
     def module(self) -> str:
@@ -69,6 +86,17 @@ class Assignment:
 
     def reference_path(self, root: Path = REPO) -> Path:
         return root / "reference" / self.name / self.student_file
+
+    def notebook_path(self, root: Path) -> Path | None:
+        """Where a student-shaped tree keeps the concept notebook (None: it has none)."""
+        return root / "assignments" / self.name / self.concepts.notebook if self.concepts else None
+
+    def reference_notebook(self, root: Path = REPO) -> Path | None:
+        return root / "reference" / self.name / self.concepts.notebook if self.concepts else None
+
+    def student_files(self) -> list[str]:
+        """Every file a submission owns: the module, and the notebook if there is one."""
+        return [self.student_file, *([self.concepts.notebook] if self.concepts else [])]
 
     def provided_files(self, root: Path = REPO) -> list[Path]:
         """Trusted code the student's module may import (e.g. a provided model)."""
@@ -117,12 +145,30 @@ def load_manifest(path: Path) -> Assignment:
     for task in tasks:
         if task.id.split(".")[0] != str(number):
             raise ValueError(f"{where}: task {task.id} does not belong to assignment {number}")
+    concepts = _concepts(data.get("concepts"), need, where, {t.id for t in tasks})
     return Assignment(
         name=path.parent.name, number=number, title=need(data, "title", str),
         student_file=need(data, "student_file", str), tasks=tasks,
         provided=tuple(need(data, "provided_files", list, [])),
         call_timeout_s=float(need(data, "call_timeout_s", (int, float))),
-        time_budget_s=float(need(data, "time_budget_s", (int, float), 900)))
+        time_budget_s=float(need(data, "time_budget_s", (int, float), 900)),
+        concepts=concepts)
+
+
+def _concepts(table, need, where: str, task_ids: set[str]) -> Concepts | None:
+    if table is None:
+        return None
+    if not isinstance(table, dict):
+        raise ValueError(f"{where}: `concepts` must be a table")
+    task = need(table, "task", str)
+    if task not in task_ids:
+        raise ValueError(f"{where}: concepts task {task} is not declared in [[tasks]]")
+    points = need(table, "points", dict)
+    if not points or not all(isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0
+                             for v in points.values()):
+        raise ValueError(f"{where}: concepts `points` must map question ids to positive numbers")
+    return Concepts(notebook=need(table, "notebook", str), task=task,
+                    points={k: float(v) for k, v in points.items()})
 
 
 def discover(root: Path = REPO) -> dict[str, Assignment]:
@@ -137,7 +183,7 @@ def discover(root: Path = REPO) -> dict[str, Assignment]:
 def _kind_name(kind) -> str:
     kinds = kind if isinstance(kind, tuple) else (kind,)
     return " or ".join({"str": "string", "int": "integer", "float": "number",
-                        "list": "list"}.get(k.__name__, k.__name__) for k in kinds)
+                        "list": "list", "dict": "table"}.get(k.__name__, k.__name__) for k in kinds)
 
 
 ASSIGNMENTS: dict[str, Assignment] = discover()

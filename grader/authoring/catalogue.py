@@ -88,15 +88,18 @@ def grade_catalogue(session, mutants: list[Path], out: Path) -> None:
     """Each mutant in turn, in its own tree and workers; `out` rewritten after each
     (a run killed at its time budget keeps what it graded)."""
     config = session.config
-    assignment = _the_assignment(session.items)
-    records = {item: Record() for item in session.items}
+    # A mutant is a wrong module: the notebook's questions (answered by no notebook
+    # here) would "catch" every one of them and prove nothing.
+    items = [item for item in session.items if item.get_closest_marker("concepts") is None]
+    assignment = _the_assignment(items)
+    records = {item: Record() for item in items}
     results = config.stash.setdefault(RESULTS, [])
     reporter = config.pluginmanager.get_plugin("terminalreporter")
     with tempfile.TemporaryDirectory(prefix="llmlab-catalogue-") as tmp:
         for number, mutant in enumerate(mutants):
             _switch_submission(config, assignment, _student_tree(Path(tmp) / str(number),
                                                                  assignment, mutant))
-            order = cheap_decisive_first(session.items, records)
+            order = cheap_decisive_first(items, records)
             result = grade_mutant(mutant, order, records, number)
             results.append(result)
             out.write_text(json.dumps(results, indent=1))

@@ -5,8 +5,12 @@ Stubs are made by nbgrader's own ClearSolutions preprocessor: each
 becomes a one-cell notebook, nbgrader replaces the region with a stub that
 says which task it is, and the cells are joined back into a module.
 
-Nothing here ever overwrites a student's work: the student-owned file of an
-assignment is written only where it does not exist yet.
+The concept notebooks (grader/authoring/notebooks.py) are made by nbgrader's
+generate_assignment preprocessors, committed beside the stubs and released as
+they are.
+
+Nothing here ever overwrites a student's work: the student-owned files of an
+assignment (its module, its notebook) are written only where they do not exist yet.
 """
 
 from __future__ import annotations
@@ -135,9 +139,13 @@ def out_of_sync(assignments=None) -> list[str]:
 
 
 def write_stubs(assignments=None) -> list[Path]:
-    """Regenerate assignments/<name>/<file> in this (instructor) repository."""
-    written = []
-    for a in assignments or ASSIGNMENTS.values():
+    """Regenerate assignments/<name>/<file> and the concept notebooks in this
+    (instructor) repository."""
+    from grader.authoring.notebooks import write_notebooks
+
+    chosen = list(assignments or ASSIGNMENTS.values())
+    written = write_notebooks(chosen)
+    for a in chosen:
         path = a.student_path(REPO)
         text = expected_stub(a)
         if not path.is_file() or path.read_text() != text:
@@ -194,7 +202,7 @@ def release_files(assignments=None) -> tuple[dict[str, bytes], set[str]]:
     owned = set()
     for a in assignments or ASSIGNMENTS.values():
         files.update(_folder(REPO / "assignments" / a.name))   # with its committed stub
-        owned.add(f"assignments/{a.name}/{a.student_file}")
+        owned |= {f"assignments/{a.name}/{name}" for name in a.student_files()}
     return files, owned
 
 
@@ -215,7 +223,10 @@ def check_stubs_for_release(assignments) -> None:
         import nbgrader  # noqa: F401
     except ImportError:
         return
-    stale = out_of_sync(assignments)
+    from grader.authoring.notebooks import out_of_sync as notebooks_out_of_sync
+
+    stale = out_of_sync(assignments) + [f"{name} (notebook)" for name in
+                                        notebooks_out_of_sync(list(assignments))]
     if stale:
         raise ValueError(f"stubs out of date with reference/ for {', '.join(stale)}: "
                          "run `grader stubs` first")
@@ -234,10 +245,16 @@ def release(out: Path, assignments=None) -> WriteLog:
 
 
 def solutions(out: Path, assignments=None) -> WriteLog:
-    """Publish the solutions as solutions/<name>/<file>; no student file is touched."""
-    files = {f"solutions/{a.name}/{a.student_file}":
-             strip_markers(a.reference_path().read_text()).encode()
-             for a in assignments or ASSIGNMENTS.values()}
+    """Publish the solutions as solutions/<name>/<file> (and the answered notebook, its
+    checks shown); no student file is touched."""
+    files = {}
+    for a in assignments or ASSIGNMENTS.values():
+        files[f"solutions/{a.name}/{a.student_file}"] = strip_markers(
+            a.reference_path().read_text()).encode()
+        if a.concepts:
+            from grader.authoring.notebooks import solved_notebook
+
+            files[f"solutions/{a.name}/{a.concepts.notebook}"] = solved_notebook(a)
     owned = {relative for relative in files if (Path(out) / relative).exists()}
     return write_tree(Path(out), files, owned)
 

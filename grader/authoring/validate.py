@@ -4,13 +4,16 @@ Quick checks (seconds; `--quick` stops after them):
 1. every assignment folder has a manifest, and every manifest its folders
    (reference, hidden tests, public tests, the files it names);
 2. the released stubs are exactly what nbgrader makes from reference/, and import;
+   the concept notebooks agree with their manifests and give nothing away
+   (grader/authoring/notebooks.py);
 3. every test is filed under a task its manifest declares, and every task has tests;
 4. every generated table (README, student README, handout points) is current;
 5. every test has the reference's time in tests/<name>/timings.json (`grader timings`),
    from which its time budget is scaled.
 Full checks, after those:
-6. the reference solutions score full marks on every suite;
-7. the released stubs score 0 (not a crash, not an ungradable test).
+6. the reference notebooks run in Jupyter, hidden tests and plot included;
+7. the reference solutions score full marks on every suite, notebooks included;
+8. the released stubs and blank notebooks score 0 (not a crash, not ungradable).
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ import sys
 import tempfile
 from pathlib import Path
 
+from grader.authoring import notebooks
 from grader.authoring.docs import collected_tests, expected_blocks, stale_blocks
 from grader.authoring.release import out_of_sync
 from grader.course import MANIFEST, REPO, Assignment
@@ -37,6 +41,9 @@ def validate(assignments: list[Assignment], quick: bool = False, log=print,
         return problems  # the later checks read the manifests
     problems += [f"{name}: assignments/ stub is out of sync with reference/ "
                  "(run `grader stubs`)" for name in out_of_sync(assignments)]
+    problems += [f"{name}: assignments/ notebook is out of sync with reference/ "
+                 "(run `grader stubs`)" for name in notebooks.out_of_sync(assignments, root)]
+    problems += notebooks.problems(assignments, root)
     problems += import_problems(assignments, root)
     records = collected_tests(assignments, root)
     problems += task_problems(assignments, records)
@@ -44,6 +51,7 @@ def validate(assignments: list[Assignment], quick: bool = False, log=print,
     problems += timings.problems(assignments, records, root)
     if quick or problems:
         return problems
+    problems += notebooks.execution_problems(assignments, log)
     return problems + grading_problems(assignments, log)
 
 
@@ -61,6 +69,8 @@ def manifest_problems(assignments: list[Assignment], root: Path = REPO) -> list[
     for a in assignments:
         required = [a.reference_path(root), a.student_path(root), a.handout(root),
                     a.public_tests(root), a.hidden_tests(root), *a.provided_files(root)]
+        if a.concepts:
+            required += [a.reference_notebook(root), a.notebook_path(root)]
         problems += [f"{a.name}: {p.relative_to(root)} is missing" for p in required
                      if not p.exists()]
         folder = root / "assignments" / a.name

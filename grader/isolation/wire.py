@@ -20,6 +20,9 @@ Requests (trusted -> worker), one dict each
                       "return_args": bool}   # True: reply {"result": ..., "args": [...]}
     {"op": "getattr", "target": T}
     {"op": "stats"}                        -> {"triton_launches": int}
+    {"op": "cell", "source": str, "name": "<cell 3>", "seed": int (optional)}
+                                           run a notebook cell in the notebook's namespace
+    {"op": "capture", "names": [str]}      -> {name: value} of those names it defines
 
 where T is ("module", module_name, attribute), ("handle", id, attribute or None) or
 ("probe", module_name, (source, function_name)): a trusted driver function

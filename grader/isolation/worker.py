@@ -47,7 +47,8 @@ WATCH_S = 0.25   # how often a waiting call checks the worker's memory
 @dataclass
 class WorkerConfig:
     scratch_files: dict[str, Path]      # name in the scratch dir -> source file
-    module: str                         # the student module to import
+    module: str | None                  # the student module to import (None: none, e.g.
+                                        # a notebook imports it from a cell)
     call_timeout_s: float = 60.0
     extra_environment: dict[str, str] | None = None  # added to sandbox.worker_environment
     problem: str | None = None  # why the student's file was not collected: every call says it
@@ -88,7 +89,7 @@ class WorkerProcess:
         if self.not_graded:
             return
         self._spawn()
-        if self.process is not None and import_module:
+        if self.process is not None and import_module and self.config.module:
             self.import_student_module()
 
     def _submission_problem(self) -> str | None:
@@ -376,6 +377,8 @@ class WorkerProcess:
 
 def _target_name(message: dict) -> str:
     """The student function a request runs, for counting strikes."""
+    if message.get("op") == "cell":
+        return str(message.get("name"))
     kind, _, attribute = message.get("target", ("", "", None))
     if kind == "probe":
         return f"the probe {attribute[1]}"

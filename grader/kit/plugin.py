@@ -54,6 +54,8 @@ def pytest_addoption(parser):
 def pytest_configure(config):
     config.addinivalue_line("markers", "points(n): points the test is worth")
     config.addinivalue_line("markers", 'task(id): the task a test grades, e.g. task("5.1")')
+    config.addinivalue_line("markers", "concepts: a question of the concept notebook "
+                                       "(grader/kit/notebooks.py)")
     config.llmlab = Session(config)
     config.pluginmanager.register(config.llmlab, "llmlab-session")
 
@@ -80,6 +82,7 @@ class Session:
         self.problems = dict(p.split("=", 1) for p in config.getoption("--submission-problem"))
         self.workers: dict[str, object] = {}
         self.modules: dict[str, object] = {}
+        self.notebook_runs: dict[str, object] = {}   # assignment -> NotebookRun
         self.test_budgets = not config.getoption("--no-test-budgets")
         self.timings: dict[str, dict | None] = {}  # assignment -> nodeid -> reference's s
         log = config.getoption("--results-log")
@@ -101,6 +104,34 @@ class Session:
                 call_timeout_s=assignment.call_timeout_s,
                 problem=self.problems.get(assignment.name)))
         return self.workers[assignment.name]
+
+    def notebook_file(self, assignment: Assignment) -> Path:
+        if self.use_reference:
+            return assignment.reference_notebook()
+        return assignment.notebook_path(self.root)
+
+    def notebook_run(self, assignment: Assignment):
+        """The student's concept notebook, run once per session in its own worker."""
+        from grader.isolation.errors import GraderFault
+
+        if assignment.name not in self.notebook_runs:
+            try:
+                self.notebook_runs[assignment.name] = self._run_notebook(assignment)
+            except GraderFault as fault:  # the machine's: every question is ungradable
+                self.notebook_runs[assignment.name] = fault
+        return self.notebook_runs[assignment.name]
+
+    def _run_notebook(self, assignment: Assignment):
+        from grader.kit.notebooks import NotebookRun, grade_notebook
+        from grader.pipeline.collect import notebook_key
+
+        problem = self.problems.get(notebook_key(assignment))
+        if problem:
+            return NotebookRun(problem=problem)
+        module = self.student_file(assignment)
+        taken = module.is_file() and assignment.name not in self.problems
+        return grade_notebook(assignment, self.notebook_file(assignment),
+                              module if taken else None)
 
     def test_budget(self, assignment: Assignment, nodeid: str) -> dict:
         """The new_test arguments that bound this test's time in student code: a multiple
@@ -230,6 +261,17 @@ def reference(request):
 
 
 @pytest.fixture
+def notebook_run(request):
+    """The student's concept notebook, run in a worker (grader/kit/notebooks.py)."""
+    from grader.isolation.errors import GraderFault
+
+    run = request.config.llmlab.notebook_run(_assignment(request))
+    if isinstance(run, GraderFault):
+        raise run
+    return run
+
+
+@pytest.fixture
 def kernel_device() -> str:
     """Where Triton kernels run: "cuda" on a GPU machine, else "cpu" (the interpreter)."""
     from grader.kit.strategies import KERNEL_DEVICE
@@ -260,8 +302,13 @@ def pytest_collection_modifyitems(config, items):
 
 
 def points_of(item, cases: int = 1) -> float:
-    """A test function's points, shared evenly by its parametrized cases."""
+    """A test function's points, shared evenly by its parametrized cases; a case with its
+    own points (`pytest.param(..., marks=pytest.mark.points(2))`) keeps them."""
     marker = item.get_closest_marker("points")
+    own = getattr(getattr(item, "callspec", None), "marks", ())
+    if marker is not None and any(m.name == "points" for m in own):
+        marker = next(m for m in own if m.name == "points")
+        cases = 1
     return (float(marker.args[0]) if marker else 1.0) / cases
 
 
@@ -280,6 +327,8 @@ def _describe_item(item, cases: int = 1) -> dict:
     assignment = assignment_of_path(Path(str(item.fspath)))
     public = is_public_path(item.fspath)
     name = item.name if not public else f"public/{item.name}"
+    if item.get_closest_marker("concepts") is not None:
+        name = f"concepts/{item.callspec.id}"
     doc = property_of(item.function.__doc__) if hasattr(item, "function") else ""
     return {
         "nodeid": item.nodeid,

@@ -12,8 +12,15 @@ checks, and staged in the same student-shaped tree. An `assignments` that is a
 link or a file is not "none at all": the tree is read as student-shaped, and
 the link refused.
 
-Why a file was not taken is recorded in `Staged.problems`, and every test of
-its assignment fails with that reason (grader/pipeline/run.py passes it to
+An assignment with a concept notebook (`[concepts]` in its manifest) owns that
+file too, `assignments/<name>/concepts.ipynb`, taken with the same checks (and a
+larger size limit: a notebook keeps its figures). A flat upload's notebook is
+taken from its top level only when one graded assignment has a notebook of that
+name (Gradescope grades one assignment per upload).
+
+Why a file was not taken is recorded in `Staged.problems` (a notebook under
+"<name>.notebook"), and every test of its assignment (or every question of
+its notebook) fails with that reason (grader/pipeline/run.py passes it to
 pytest), rather than calling the file missing. The reason names the file by its
 place in the submission, never by a temporary path: it reads the same every run.
 """
@@ -31,6 +38,7 @@ from pathlib import Path
 from grader.course import Assignment
 
 MAX_FILE_BYTES = 1 << 20
+MAX_NOTEBOOK_BYTES = 8 << 20     # a notebook keeps its outputs: a figure is ~50 KB
 
 
 @dataclass
@@ -39,6 +47,11 @@ class Staged:
     source: str                                  # what was collected, for the record
     commit: str | None = None                    # the submission's git commit, if any
     problems: dict[str, str] = field(default_factory=dict)  # assignment -> why not taken
+
+    def problems_of(self, assignment: Assignment) -> dict[str, str]:
+        """The problems of the assignment's files, keyed as pytest's --submission-problem."""
+        return {key: why for key, why in self.problems.items()
+                if key == assignment.name or key == notebook_key(assignment)}
 
     def cleanup(self) -> None:
         shutil.rmtree(self.root, ignore_errors=True)
@@ -50,8 +63,12 @@ def stage_submission(submission: Path, assignments: list[Assignment]) -> Staged:
     staged = Staged(Path(tempfile.mkdtemp(prefix="llmlab-submission-")), str(submission),
                     commit=git_commit(submission))
     flat = is_flat_upload(Path(submission))
+    notebooks = [a.concepts.notebook for a in assignments if a.concepts]
     for assignment in assignments:
         _copy_checked(Path(submission), assignment, staged, flat)
+        if assignment.concepts:
+            ambiguous = flat and notebooks.count(assignment.concepts.notebook) > 1
+            _copy_notebook(Path(submission), assignment, staged, flat, ambiguous)
     return staged
 
 
@@ -67,6 +84,8 @@ def stage_reference(assignments: list[Assignment]) -> Staged:
         target = assignment.student_path(staged.root)
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(assignment.reference_path(), target)
+        if assignment.concepts:
+            shutil.copyfile(assignment.reference_notebook(), assignment.notebook_path(staged.root))
     return staged
 
 
@@ -84,12 +103,38 @@ def _copy_checked(submission: Path, assignment: Assignment, staged: Staged,
     target.write_bytes(data)
 
 
+def _copy_notebook(submission: Path, assignment: Assignment, staged: Staged, flat: bool,
+                   ambiguous: bool) -> None:
+    """The concept notebook, like the student's module (its problems under their own key)."""
+    name = assignment.concepts.notebook
+    relative = Path("assignments") / assignment.name / name
+    if ambiguous:
+        staged.problems[notebook_key(assignment)] = (
+            f"a flat upload graded for several assignments cannot say whose {name} it is: "
+            f"upload the repository (assignments/{assignment.name}/{name})")
+        return
+    try:
+        data = read_inside(submission, Path(name) if flat else relative, MAX_NOTEBOOK_BYTES)
+    except NotTaken as problem:
+        staged.problems[notebook_key(assignment)] = str(problem)
+        return
+    target = staged.root / relative
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_bytes(data)
+
+
+def notebook_key(assignment: Assignment) -> str:
+    """Where Staged.problems keeps why the notebook was not taken (the plugin's
+    --submission-problem name for it)."""
+    return f"{assignment.name}.notebook"
+
+
 class NotTaken(Exception):
     """Why a submission's file may not be graded, in words that are the same every run."""
 
 
-def read_inside(root: Path, relative: Path) -> bytes:
-    """The bytes of root/relative, a regular file of at most MAX_FILE_BYTES reached
+def read_inside(root: Path, relative: Path, limit: int = MAX_FILE_BYTES) -> bytes:
+    """The bytes of root/relative, a regular file of at most `limit` bytes reached
     without following any symbolic link and resolving inside `root`; else NotTaken.
 
     Every component is checked, not only the last: `assignments` linked to
@@ -117,10 +162,10 @@ def read_inside(root: Path, relative: Path) -> bytes:
         info = os.fstat(f.fileno())
         if not stat.S_ISREG(info.st_mode):
             raise NotTaken(f"{relative} is not a regular file: it was not graded")
-        if info.st_size > MAX_FILE_BYTES:
+        if info.st_size > limit:
             raise NotTaken(f"{relative} is {info.st_size:,} bytes: files over "
-                           f"{MAX_FILE_BYTES >> 20} MiB are not graded")
-        return f.read(MAX_FILE_BYTES + 1)[:MAX_FILE_BYTES]
+                           f"{limit >> 20} MiB are not graded")
+        return f.read(limit + 1)[:limit]
 
 
 def git_commit(folder: Path) -> str | None:

@@ -88,7 +88,7 @@ def grade(staged: Staged, options: GradeOptions, log=print) -> Report:
         suite = functools.partial(
             run_suite, assignment, paths, submission=staged.root, isolate=options.isolate,
             profile=options.profile, on_record=on_record,
-            problem=staged.problems.get(assignment.name))
+            problems=staged.problems_of(assignment))
         tasks = [arg for task in options.tasks for arg in ("--task", task)]
         run = None
         if budget_s > 0:

@@ -50,11 +50,12 @@ def suite_paths(assignment: Assignment, suite: str) -> list[Path]:
 def run_suite(assignment: Assignment, paths: list[Path], *, submission: Path | None,
               isolate: bool, profile: str, on_record: Callable[[dict], None],
               budget_s: float, extra_args: list[str] | None = None,
-              problem: str | None = None) -> SuiteRun:
+              problems: dict[str, str] | None = None) -> SuiteRun:
     """Run pytest on `paths` for `submission`, calling `on_record` for each log line.
 
-    problem: why the submission's file was not collected (collect.py); every test
-    fails with it.
+    problems: why the submission's files were not collected (collect.py), under the
+    assignment's name (its module: every test fails with it) or "<name>.notebook"
+    (its concept notebook: the questions fail with it).
     """
     with tempfile.TemporaryDirectory(prefix="llmlab-run-") as tmp:
         log = Path(tmp) / "log.jsonl"
@@ -64,8 +65,8 @@ def run_suite(assignment: Assignment, paths: list[Path], *, submission: Path | N
                    "no:cacheprovider", "--results-log", str(log), "-o",
                    "console_output_style=classic", *(extra_args or [])]
         command += ["--submission", str(submission)] if submission else ["--reference"]
-        if problem:
-            command += ["--submission-problem", f"{assignment.name}={problem}"]
+        for name, problem in (problems or {}).items():
+            command += ["--submission-problem", f"{name}={problem}"]
         if isolate:
             command.append("--isolate")
         env = dict(os.environ, HYPOTHESIS_PROFILE=profile,
