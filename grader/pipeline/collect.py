@@ -108,7 +108,7 @@ def _copy_notebook(submission: Path, assignment: Assignment, staged: Staged, fla
     """The concept notebook, like the student's module (its problems under their own key)."""
     name = assignment.concepts.notebook
     relative = Path("assignments") / assignment.name / name
-    if ambiguous:
+    if ambiguous and os.path.lexists(submission / name):
         staged.problems[notebook_key(assignment)] = (
             f"a flat upload graded for several assignments cannot say whose {name} it is: "
             f"upload the repository (assignments/{assignment.name}/{name})")

@@ -52,7 +52,9 @@ def test_the_student_cli_offers_no_instructor_command(student_repo):
 def test_the_released_project_has_no_instructor_settings(student_repo):
     project = tomllib.loads((student_repo / "pyproject.toml").read_text())
     assert project["tool"]["pytest"]["ini_options"]["testpaths"] == ["assignments"]
-    assert "optional-dependencies" not in project["project"]
+    # only the students' own extra: Jupyter and matplotlib, to open the notebooks
+    assert project["project"].get("optional-dependencies") == {
+        "notebooks": ["jupyter", "matplotlib"]}
     assert "ruff" not in project.get("tool", {})
     assert any(d.startswith("torch") for d in project["project"]["dependencies"])
 
