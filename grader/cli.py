@@ -3,7 +3,7 @@
 Everyone (a student's repository has only these):
     grader test [NAME...] [--task ID]           public tests on your working copy
     grader grade --submission DIR [--assignment NAME]... [--suite S] [--output F]
-                 [--classroom-result FILE]      GitHub Classroom's reporter line too
+                 [--task ID]... [--classroom-result FILE]   GitHub Classroom's line too
 
 The instructor's repository (it has reference/) adds:
     grader test|grade --reference ...           the same on reference/
@@ -64,6 +64,8 @@ def _parser() -> argparse.ArgumentParser:
                        help="seconds per assignment before unfinished tests fail "
                             "(default: the manifest's time_budget_s)")
     _add_total_budget(grade)
+    grade.add_argument("--task", action="append", default=[], metavar="ID",
+                       help="grade only this task's tests, e.g. --task 1.5 (repeatable)")
     grade.add_argument("-v", "--verbose", action="store_true", help="show pytest's output")
     grade.add_argument("--classroom-result", type=Path, metavar="FILE",
                        help="append GitHub Classroom's reporter line (result=<base64>) to FILE, "
@@ -169,7 +171,7 @@ def _grade(args) -> int:
     staged = stage(None if args.reference else args.submission.resolve(), assignments)
     options = GradeOptions(assignments, suite=args.suite, output=args.output.resolve(),
                            budget_s=args.budget, total_budget_s=_total_budget(args),
-                           verbose=args.verbose)
+                           verbose=args.verbose, tasks=tuple(args.task))
     try:
         report = grade(staged, options, log=lambda m: print(m, file=sys.stderr))
     finally:

@@ -62,6 +62,8 @@ def read_notebook(data: bytes | str | Path) -> list[dict]:
         notebook = json.loads(data)
     except (ValueError, UnicodeDecodeError) as error:
         raise NotebookProblem(f"it is not a notebook (not valid JSON: {error})") from None
+    except RecursionError:
+        raise NotebookProblem("it is not a notebook (JSON nested too deeply)") from None
     if not isinstance(notebook, dict) or not isinstance(notebook.get("cells"), list):
         raise NotebookProblem("it is not a notebook (no list of cells)")
     if notebook.get("nbformat") != 4:

@@ -54,6 +54,8 @@ def pytest_addoption(parser):
 def pytest_configure(config):
     config.addinivalue_line("markers", "points(n): points the test is worth")
     config.addinivalue_line("markers", 'task(id): the task a test grades, e.g. task("5.1")')
+    config.addinivalue_line("markers", "speed: graded by throughput against the reference "
+                                       "(grader/kit/speed.py)")
     config.addinivalue_line("markers", "concepts: a question of the concept notebook "
                                        "(grader/kit/notebooks.py)")
     config.llmlab = Session(config)
@@ -133,6 +135,20 @@ class Session:
         return grade_notebook(assignment, self.notebook_file(assignment),
                               module if taken else None)
 
+    def reference_worker(self, assignment: Assignment):
+        """The reference solution in a worker of its own, started like the student's:
+        a speed test times both the same way (grader/kit/speed.py)."""
+        from grader.isolation.worker import WorkerConfig, WorkerProcess
+
+        key = f"{assignment.name} (reference)"
+        if key not in self.workers:
+            files = {p.name: p for p in assignment.provided_files()}
+            files[assignment.student_file] = assignment.reference_path()
+            self.workers[key] = WorkerProcess(WorkerConfig(
+                scratch_files=files, module=assignment.module,
+                call_timeout_s=assignment.call_timeout_s))
+        return self.workers[key]
+
     def test_budget(self, assignment: Assignment, nodeid: str) -> dict:
         """The new_test arguments that bound this test's time in student code: a multiple
         of the reference's time on it (grader/pipeline/timings.py), or nothing."""
@@ -190,8 +206,12 @@ class Session:
         failed_outside_call = report.when != "call" and report.failed
         if not (report.when == "call" or failed_outside_call or report.skipped):
             return
+        share = None
         if report.passed:
             status, message = "passed", ""
+            granted = dict(report.user_properties)   # a speed test's share (grader/kit/speed.py)
+            if "llmlab_fraction" in granted:
+                share, message = granted["llmlab_fraction"], granted.get("llmlab_message", "")
         elif report.skipped:
             reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else ""
             status, message = "skipped", str(reason)
@@ -200,6 +220,8 @@ class Session:
             message = getattr(report, "llmlab_message", None) or report.longreprtext[-3000:]
         record = {"event": "finished", "nodeid": report.nodeid, "status": status,
                   "message": message, "duration": round(report.duration, 3)}
+        if share is not None:
+            record["fraction"] = share
         if hasattr(report, "llmlab_student_s"):  # time in student code (timings.py)
             record["student_s"] = round(report.llmlab_student_s, 3)
         self.write(record)
@@ -261,6 +283,17 @@ def reference(request):
 
 
 @pytest.fixture
+def reference_worker(request):
+    """The reference solution, run in a worker process like the student's (speed tests)."""
+    from grader.isolation.proxies import StudentProxy
+
+    assignment = _assignment(request)
+    worker = request.config.llmlab.reference_worker(assignment)
+    worker.new_test()
+    return StudentProxy(worker, assignment.module)
+
+
+@pytest.fixture
 def notebook_run(request):
     """The student's concept notebook, run in a worker (grader/kit/notebooks.py)."""
     from grader.isolation.errors import GraderFault
@@ -295,9 +328,12 @@ def pytest_collection_modifyitems(config, items):
         chosen = [item for item in items if task_of(item) in tasks]
         config.hook.pytest_deselected(items=[i for i in items if task_of(i) not in tasks])
         items[:] = chosen
+    from grader.kit.speed import smoke_mode
+
     no_gpu = pytest.mark.skip(reason="needs a CUDA GPU (this machine has none)")
     for item in items:
-        if "gpu" in item.keywords and not torch.cuda.is_available():
+        smoke = "speed" in item.keywords and smoke_mode()   # speed tests, tiny, on a CPU
+        if "gpu" in item.keywords and not torch.cuda.is_available() and not smoke:
             item.add_marker(no_gpu)
 
 

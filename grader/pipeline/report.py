@@ -33,10 +33,15 @@ class TestResult:
     points: float
     status: str = "pending"      # pending, passed, failed, ungradable, skipped
     message: str = ""
+    fraction: float = 1.0        # of the points, for a passed test (speed: grader/kit/speed.py)
 
     @property
     def score(self) -> float:
-        return self.points if self.status == "passed" else 0.0
+        return self.points * self.fraction if self.status == "passed" else 0.0
+
+    @property
+    def full_marks(self) -> bool:
+        return self.status == "passed" and self.fraction >= 1.0
 
     def gradescope(self) -> dict:
         output = self.message
@@ -46,7 +51,7 @@ class TestResult:
             output = output or "not run"
         return {"name": self.name, "score": round(self.score, 4),
                 "max_score": round(self.points, 4),
-                "status": "passed" if self.status == "passed" else "failed",
+                "status": "passed" if self.full_marks else "failed",
                 "output": output, "visibility": VISIBILITY[self.suite],
                 "number": self.task or ""}
 
@@ -69,6 +74,7 @@ class Report:
         elif record["event"] == "finished" and record["nodeid"] in self.tests:
             test = self.tests[record["nodeid"]]
             test.status, test.message = record["status"], shown(record["message"])
+            test.fraction = min(1.0, max(0.0, float(record.get("fraction", 1.0))))
 
     def close_assignment(self, assignment: str, status: str, message: str) -> None:
         """Every test of `assignment` that never finished gets `status` and `message`."""
@@ -106,7 +112,7 @@ class Report:
         for t in self.graded():
             key = (t.assignment, t.task or ("public" if t.suite == "public" else "-"))
             row = rows.setdefault(key, [0, 0, 0.0, 0.0])
-            row[0] += t.status == "passed"
+            row[0] += t.full_marks
             row[1] += 1
             row[2] += t.score
             row[3] += t.points

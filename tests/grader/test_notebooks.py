@@ -103,6 +103,7 @@ def test_a_duplicated_test_cell_is_checked_once():
     (b'{"nbformat": 3, "cells": []}', "nbformat 3"),
     (b'{"nbformat": 4, "cells": [{"cell_type": "code", "source": 7}]}', "not text"),
     (b'{"nbformat": 4, "cells": [1]}', "not a notebook cell"),
+    (b"[" * 100_000, "nested too deeply"),
 ])
 def test_a_file_that_is_not_a_notebook_is_refused_in_words(data, says):
     with pytest.raises(notebooks.NotebookProblem, match=says):
