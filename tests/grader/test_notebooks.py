@@ -139,13 +139,19 @@ def mistakes(name: str) -> dict[str, dict[str, list]]:
     return tomllib.loads((REPO / "tests" / name / "concept_mistakes.toml").read_text())
 
 
+GRADING_LIMIT_S = 30   # what running one notebook may add to grading, on 2 cores
+
+
 @pytest.fixture(scope="module")
 def reference_answers():
-    """Each notebook's answers, computed by the reference notebook in a worker."""
+    """Each notebook's answers, computed by the reference notebook in a worker, as grading
+    runs it: without error, and within GRADING_LIMIT_S (about 1 to 6 s here)."""
     found = {}
     for name in WITH_NOTEBOOKS:
         a = get(name)
+        started = time.monotonic()
         run = notebooks.grade_notebook(a, a.reference_notebook(), a.reference_path())
+        assert time.monotonic() - started < GRADING_LIMIT_S
         assert not run.errors and run.stopped is None, (run.errors, run.stopped)
         found[name] = run
     return found

@@ -108,3 +108,29 @@ def test_release_works_without_the_notebooks_extra(tmp_path):
     assert result.returncode == 0, result.stderr
     stub = ASSIGNMENTS["quantization"].student_path(tmp_path / "out")
     assert stub.read_text() == ASSIGNMENTS["quantization"].student_path(REPO).read_text()
+
+
+def test_the_release_has_every_notebook_without_answers_and_keeps_a_students(tmp_path):
+    """Each assignment's concepts.ipynb is released as nbgrader made it (no answer, no
+    hidden check); a student's own notebook is kept on a re-release."""
+    from grader.authoring.notebooks import leaks
+    from grader.kit.notebooks import read_notebook
+
+    release(tmp_path)
+    with_notebooks = [a for a in ASSIGNMENTS.values() if a.concepts]
+    assert len(with_notebooks) == 6
+    for a in with_notebooks:
+        released = a.notebook_path(tmp_path)
+        assert released.read_bytes() == a.notebook_path(REPO).read_bytes()
+        assert leaks(read_notebook(a.reference_notebook()), read_notebook(released)) == []
+    mine = ASSIGNMENTS["moe"].notebook_path(tmp_path)
+    mine.write_text('{"my": "answers"}')
+    log = release(tmp_path)
+    assert mine.read_text() == '{"my": "answers"}'
+    assert "assignments/moe/concepts.ipynb" in log.kept
+
+
+def test_solutions_publish_the_answered_notebook(tmp_path):
+    solutions(tmp_path)
+    published = (tmp_path / "solutions/lora/concepts.ipynb").read_text()
+    assert "BEGIN SOLUTION" not in published and "lora_params =" in published
