@@ -12,7 +12,9 @@ the table shows the median step time and ratios to torch's DDP.
 
     python benchmarks/bench_ddp.py                     (gloo, world sizes 2 and 4)
     python benchmarks/bench_ddp.py --world-sizes 2 --width 2048 --layers 8
-    python benchmarks/bench_ddp.py --backend nccl      (one GPU per rank)
+    python benchmarks/bench_ddp.py --backend nccl --world-sizes 1 8   (one GPU per rank)
+    python benchmarks/bench_ddp.py --smoke             (gloo, world sizes 1 and 2, a tiny
+                                                        MLP, one step: measures nothing)
 """
 
 from __future__ import annotations
@@ -119,18 +121,28 @@ def free_port() -> int:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--backend", default="gloo", choices=["gloo", "nccl"])
-    parser.add_argument("--world-sizes", type=int, nargs="+", default=[2, 4])
+    parser.add_argument("--world-sizes", type=int, nargs="+", default=None,
+                        help="default: 2 4 (--smoke: 1 2)")
     parser.add_argument("--width", type=int, default=1024)
     parser.add_argument("--layers", type=int, default=8)
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--steps", type=int, default=5)
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--threads", type=int, default=1, help="torch threads per rank")
+    parser.add_argument("--smoke", action="store_true",
+                        help="gloo, a tiny MLP, one step: proves the script runs")
     args = parser.parse_args()
+    if args.smoke:
+        if args.backend != "gloo":
+            parser.error("--smoke runs on CPUs, with gloo")
+        args.width, args.layers, args.batch, args.steps, args.rounds = 64, 2, 4, 1, 1
+    args.world_sizes = args.world_sizes or ([1, 2] if args.smoke else [2, 4])
     if args.backend == "nccl" and not torch.cuda.is_available():
         print("bench_ddp: --backend nccl needs CUDA GPUs")
         return 0
     params = sum(p.numel() for p in make_model(args.width, args.layers, "cpu").parameters())
+    if args.smoke:
+        print("SMOKE (CPU, one step a round: not a measurement)")
     print(f"torch {torch.__version__}, backend {args.backend}, {os.cpu_count()} CPUs, "
           f"{args.threads} torch thread(s) per rank")
     print(f"model: MLP {args.layers} x Linear({args.width}, {args.width}), {params / 1e6:.1f} M "

@@ -9,10 +9,13 @@ Merging should cost nothing (merged ~ base); the unmerged bottleneck adds two
 thin matmuls, forming B @ A adds a d_out x d_in matrix per call.
 
     python benchmarks/bench_lora.py        (CUDA if available, else a small CPU run)
+    python benchmarks/bench_lora.py --smoke    (CPU, tiny shapes, one timed call each:
+                                                proves the code runs, measures nothing)
 """
 
 from __future__ import annotations
 
+import argparse
 import importlib.util
 import sys
 import time
@@ -48,9 +51,15 @@ def bench(fn, device: str, repeat: int) -> float:
 
 
 def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--smoke", action="store_true", help="tiny CPU run of every path")
+    args = parser.parse_args()
     ref = load_reference()
-    device = "cuda" if torch.cuda.is_available() else "cpu"
-    if device == "cuda":
+    device = "cuda" if torch.cuda.is_available() and not args.smoke else "cpu"
+    if args.smoke:
+        cases = [(48, 64, 16, r, torch.float32) for r in (2, 4)]
+        repeat, name = 1, "SMOKE (CPU, one timed call each: not a measurement)"
+    elif device == "cuda":
         cases = [(4096, 4096, 2048, r, dt) for r in (8, 64)
                  for dt in (torch.float16, torch.bfloat16)]
         repeat, name = 50, torch.cuda.get_device_name(0)
