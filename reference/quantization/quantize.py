@@ -191,11 +191,95 @@ def _tile_shape(n_cols: int) -> tuple[int, int, int]:
     return block_m, block_n, num_warps
 
 
+# Split rows across programs when there are too few rows to fill the GPU. One
+# program per row starts only n_rows programs: with fewer rows than a GPU has SMs
+# (108 on an A100, 132 on an H100) some SMs get none and the others one, too few
+# loads in flight to keep memory busy (8 rows leave 124 of an H100's SMs idle).
+# Rows of two or more 16384-column tiles are read twice by the row kernel anyway,
+# so splitting them costs one more launch and a small buffer of partial maxima,
+# not another pass over x.
+_SPLIT_MAX_ROWS = 128      # split when n_rows <= this ...
+_SPLIT_MIN_COLS = 32768    # ... and n_cols >= this
+_SPLIT_BLOCK_N = 4096      # columns per tile in the split kernels: 32 per thread at 4 warps
+_SPLIT_MAX_CHUNKS = 256    # chunks per row, so that pass 2 loads a row's partials as one tile
+
+
+@triton.jit
+def _chunk_absmax_kernel(
+    x_ptr, partial_ptr,
+    n_cols, chunk_cols,
+    stride_x_row, stride_x_col,
+    BLOCK_N: tl.constexpr,
+):
+    """Split rows, pass 1: program (chunk, row) writes partial[row, chunk], the max|x|
+    of its chunk of chunk_cols columns (a whole number of BLOCK_N tiles)."""
+    chunk, row = tl.program_id(0), tl.program_id(1)
+    cols = chunk * chunk_cols + tl.arange(0, BLOCK_N)
+    x_row = x_ptr + row.to(tl.int64) * stride_x_row
+    # An elementwise max across the chunk's tiles, reduced to one number at the end.
+    amax = tl.zeros([BLOCK_N], dtype=tl.float32)
+    for start in range(0, chunk_cols, BLOCK_N):
+        mask = start + cols < n_cols
+        x = tl.load(x_row + (start + cols) * stride_x_col, mask=mask, other=0.0)
+        amax = tl.maximum(amax, _abs_nan_as_inf(x.to(tl.float32)))
+    tl.store(partial_ptr + row * tl.num_programs(0) + chunk, tl.max(amax, axis=0))
+
+
+@triton.jit
+def _quantize_chunks_kernel(
+    x_ptr, q_ptr, scale_ptr, partial_ptr,
+    n_cols, chunk_cols,
+    stride_x_row, stride_x_col, stride_q_row,
+    BLOCK_N: tl.constexpr, MAX_CHUNKS: tl.constexpr,
+):
+    """Split rows, pass 2: program (chunk, row) takes its row's absmax from the partial
+    maxima of pass 1, writes the codes of its chunk, and chunk 0 writes the scale."""
+    chunk, n_chunks = tl.program_id(0), tl.num_programs(0)
+    rows = tl.program_id(1) + tl.arange(0, 1)  # a block of one row: the shapes _codes takes
+    # The row's absmax is the max of its chunks' maxima: exact, in any order.
+    k = tl.arange(0, MAX_CHUNKS)[None, :]
+    partials = tl.load(partial_ptr + rows[:, None] * n_chunks + k, mask=k < n_chunks, other=0.0)
+    amax = tl.max(partials, axis=1)
+    cols = chunk * chunk_cols + tl.arange(0, BLOCK_N)[None, :]
+    x_row = x_ptr + rows[:, None].to(tl.int64) * stride_x_row
+    q_row = q_ptr + rows[:, None].to(tl.int64) * stride_q_row
+    for start in range(0, chunk_cols, BLOCK_N):
+        mask = start + cols < n_cols
+        x = tl.load(x_row + (start + cols) * stride_x_col, mask=mask, other=0.0)
+        tl.store(q_row + start + cols, _codes(x.to(tl.float32), amax), mask=mask)
+    if chunk == 0:  # one writer per row
+        tl.store(scale_ptr + rows, amax / 127.0)
+
+
+def _launch_split_rows(x: Tensor, q: Tensor, scale: Tensor) -> None:
+    """Quantize x into q and scale with (chunk, row) programs: two launches, nothing between.
+
+    A chunk is one tile, or a few where a row has more than _SPLIT_MAX_CHUNKS tiles.
+    """
+    n_rows, n_cols = x.shape
+    n_tiles = triton.cdiv(n_cols, _SPLIT_BLOCK_N)
+    chunk_cols = triton.cdiv(n_tiles, _SPLIT_MAX_CHUNKS) * _SPLIT_BLOCK_N
+    n_chunks = triton.cdiv(n_cols, chunk_cols)
+    partial = torch.empty((n_rows, n_chunks), dtype=torch.float32, device=x.device)
+    grid = (n_chunks, n_rows)  # a row's chunks are neighbours in launch order
+    _chunk_absmax_kernel[grid](
+        x, partial, n_cols, chunk_cols, x.stride(0), x.stride(1),
+        BLOCK_N=_SPLIT_BLOCK_N, num_warps=4,
+    )
+    _quantize_chunks_kernel[grid](
+        x, q, scale, partial, n_cols, chunk_cols, x.stride(0), x.stride(1), q.stride(0),
+        BLOCK_N=_SPLIT_BLOCK_N, MAX_CHUNKS=_SPLIT_MAX_CHUNKS, num_warps=4,
+    )
+
+
 def _launch_quantize_rows(x: Tensor) -> tuple[Tensor, Tensor]:
-    """Allocate the outputs and launch the kernel on a valid [M, N] tensor (no checks)."""
+    """Allocate the outputs and launch the kernels on a valid [M, N] tensor (no checks)."""
     n_rows, n_cols = x.shape
     q = torch.empty((n_rows, n_cols), dtype=torch.int8, device=x.device)
     scale = torch.empty((n_rows, 1), dtype=torch.float32, device=x.device)
+    if n_rows <= _SPLIT_MAX_ROWS and n_cols >= _SPLIT_MIN_COLS:
+        _launch_split_rows(x, q, scale)  # few, long rows: several programs per row
+        return q, scale
     block_m, block_n, num_warps = _tile_shape(n_cols)
     grid = (triton.cdiv(n_rows, block_m),)
     _quantize_rows_kernel[grid](

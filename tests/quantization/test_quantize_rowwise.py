@@ -56,6 +56,18 @@ def test_column_counts_around_powers_of_two(student, reference, n_cols):
     assert_matches_rowwise_reference(student, reference, x)
 
 
+@points(1)
+def test_few_long_rows_each_use_the_absmax_of_the_whole_row(student, reference):
+    """Three rows of 40000 columns, too few rows to fill a GPU: a kernel may split each row
+    across programs, but every part must use the whole row's absmax (here in the last
+    column, in the first, or nowhere: a zero row), contiguous or transposed."""
+    x = torch.randn(3, 40_000, generator=torch.Generator().manual_seed(4)) * 10
+    x[0, -1], x[1, 0], x[2] = 1000.0, -1000.0, 0.0
+    x = x.to(KERNEL_DEVICE)
+    assert_matches_rowwise_reference(student, reference, x)
+    assert_matches_rowwise_reference(student, reference, x.half().t().contiguous().t())
+
+
 @points(2)
 @given(x=matrices(dtypes=KERNEL_DTYPES, max_rows=5, max_cols=12, **ON_DEVICE),
        start=st.integers(0, 3), step=st.integers(1, 3))
