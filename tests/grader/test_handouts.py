@@ -1,7 +1,7 @@
 """What students read names only what they have.
 
-The released repository (grader/authoring/release.py) holds the handouts and the
-student README, but not SPEC.md, benchmarks/, reference/ or the hidden tests/<name>/:
+The released repository (grader/authoring/release.py) holds the handouts, the concept
+notebooks and the student README, but not SPEC.md, benchmarks/, reference/ or the hidden tests/<name>/:
 a handout that cites them sends a student looking for a file that is not there.
 """
 
@@ -13,8 +13,8 @@ from grader.authoring.release import STUDENT_README
 from grader.course import REPO, discover
 
 NAMES = sorted(discover())
-STUDENT_TEXTS = {**{f"assignments/{name}/README.md": REPO / "assignments" / name / "README.md"
-                    for name in NAMES},
+STUDENT_TEXTS = {**{f"assignments/{name}/{file}": REPO / "assignments" / name / file
+                    for name in NAMES for file in ("README.md", "concepts.ipynb")},
                  "grader/templates/STUDENT_README.md": STUDENT_README}
 texts = pytest.mark.parametrize("path", sorted(STUDENT_TEXTS))
 

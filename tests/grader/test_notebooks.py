@@ -184,6 +184,19 @@ def test_every_plausible_mistake_loses_exactly_its_question(name, reference_answ
 
 
 @pytest.mark.parametrize("name", WITH_NOTEBOOKS)
+def test_the_blank_notebook_answers_nothing(name):
+    """The released notebook, run as grading runs it beside the reference solution, leaves
+    every answer undefined: each question fails, naming the cell that raised."""
+    a = get(name)
+    run = notebooks.grade_notebook(a, a.notebook_path(REPO), a.reference_path())
+    for question in notebooks.answer_key(a.reference_notebook(), a.concepts.points):
+        with pytest.raises(AssertionError, match="not defined"):
+            question.check(run.answers_for(question))
+    assert len(run.errors) == len(a.concepts.points)
+    assert all("NotImplementedError" in error for error in run.errors)
+
+
+@pytest.mark.parametrize("name", WITH_NOTEBOOKS)
 def test_the_released_notebook_gives_nothing_away(name):
     """No answer, hidden check or output in assignments/<name>/: nbgrader made it."""
     from grader.authoring import notebooks as authoring
