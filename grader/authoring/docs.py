@@ -43,6 +43,7 @@ class TaskCount:
     hidden: set[str] = field(default_factory=set)
     unscored: set[str] = field(default_factory=set)   # 0 points: GPU-only or peer checks
     points: float = 0.0
+    gpu_points: float = 0.0                           # of which only GPU runners grade
 
 
 def collected_tests(assignments: list[Assignment], root: Path = REPO) -> list[dict]:
@@ -66,12 +67,16 @@ def count_by_task(records: list[dict]) -> dict[tuple[str, str | None], TaskCount
     counts: dict[tuple[str, str | None], TaskCount] = defaultdict(TaskCount)
     for record in records:
         count = counts[(record["assignment"], record["task"])]
-        function = record["nodeid"].split("[")[0]
+        # a test function counts once, whatever its cases; a notebook's questions each
+        function = record["nodeid"] if "/concepts/" in record["name"] else \
+            record["nodeid"].split("[")[0]
         if record["points"] == 0:
             count.unscored.add(function)
         else:
             getattr(count, record["suite"]).add(function)
         count.points += record["points"]
+        if record["gpu"]:
+            count.gpu_points += record["points"]
     return counts
 
 
@@ -79,7 +84,7 @@ def count_by_task(records: list[dict]) -> dict[tuple[str, str | None], TaskCount
 def points_table(assignment: Assignment, counts) -> str:
     rows = ["| Task | What | Public tests | Hidden tests | Points |",
             "|------|------|------:|------:|-------:|"]
-    total = 0.0
+    total = gpu_only = 0.0
     for task in assignment.tasks:
         count = counts.get((assignment.name, task.id), TaskCount())
         hidden = str(len(count.hidden))
@@ -88,11 +93,15 @@ def points_table(assignment: Assignment, counts) -> str:
         rows.append(f"| {task.id} | {task.handout} | {len(count.public)} | {hidden} | "
                     f"{_number(count.points)} |")
         total += count.points
+        gpu_only += count.gpu_points
+    on_cpu = (f" ({_number(total - gpu_only)} where no GPU runs the GPU-only tests)"
+              if gpu_only else "")
     note = (f"Points are what the grader gives, public and hidden tests together: "
-            f"{_number(total)} in all. A test's points are shared by its parametrized cases. "
-            "Tests at 0 points check without grading: GPU-only tests (skipped on a CPU) and "
-            "peer checks of the course's own reference against another library.")
-    return "\n".join(rows) + "\n\n" + textwrap.fill(note, width=88) + "\n"
+            f"{_number(total)} in all{on_cpu}. A test's points are shared by its parametrized "
+            "cases; each notebook question counts as a test. Tests at 0 points check without "
+            "grading: GPU-only correctness tests (skipped on a CPU) and peer checks of the "
+            "course's own reference against another library.")
+    return "\n".join(rows) + "\n\n" + textwrap.fill(note, width=88, break_on_hyphens=False) + "\n"
 
 
 def assignments_table(assignments: list[Assignment], student: bool) -> str:
