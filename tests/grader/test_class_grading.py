@@ -127,3 +127,21 @@ def test_a_one_student_regrade_changes_only_that_row(klass, tmp_path):
     assert set(after) == set(before)
     assert [k for k in after if after[k] != before[k]] == [("cy", "quantization")]
     assert after[("cy", "quantization")]["status"].startswith("could not fetch: fatal:")
+
+
+def test_the_maximum_counts_only_the_points_this_machine_grades():
+    """On a CPU-only grader the GPU-only tests (quantization's speed task among them) are
+    skipped, so they are not in the maximum a student is graded out of."""
+    import torch
+
+    from grader.authoring.docs import collected_tests
+    from grader.classroom.grading import max_points
+    from grader.course import get
+
+    if torch.cuda.is_available():
+        pytest.skip("a GPU machine grades the GPU-only tests too")
+    records = [r for r in collected_tests([get("quantization")]) if r["event"] == "collected"]
+    gpu_points = sum(r["points"] for r in records if r["gpu"])
+    assert gpu_points > 0
+    assert max_points([get("quantization")], "all")["quantization"] == pytest.approx(
+        sum(r["points"] for r in records) - gpu_points)
