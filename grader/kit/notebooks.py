@@ -149,10 +149,10 @@ def _run_check(source: str, namespace: dict, given: str, reveal: bool) -> None:
     except AssertionError as error:
         if reveal and str(error):
             raise AssertionError(f"{error} (you gave {given})") from None
-        raise AssertionError(f"{given} is not the right answer") from None
+        raise AssertionError(f"not the right answer (you gave {given})") from None
     except Exception as error:  # the answer's value broke the check: still the answer's
-        raise AssertionError(f"{given} could not be checked ({type(error).__name__}: "
-                             f"{_shown(str(error))})") from None
+        raise AssertionError(f"your answer could not be checked (you gave {given}; "
+                             f"{type(error).__name__}: {_shown(str(error))})") from None
 
 
 def _shown(value) -> str:
