@@ -1,8 +1,9 @@
 """What students read names only what they have.
 
 The released repository (grader/authoring/release.py) holds the handouts, the concept
-notebooks and the student README, but not SPEC.md, benchmarks/, reference/ or the hidden tests/<name>/:
-a handout that cites them sends a student looking for a file that is not there.
+notebooks and the student README, but not SPEC.md, benchmarks/, reference/ or the
+hidden tests/<name>/: a handout that cites them sends a student looking for a file that
+is not there.
 """
 
 import re
