@@ -157,7 +157,7 @@ def _cores() -> int:
 def is_concept_question(record: dict) -> bool:
     """A question of the concept notebook: its time is the notebook's, bounded by the
     notebook's own budget (grader/kit/notebooks.py), not by a per-test budget."""
-    return "/concepts/" in record["name"]
+    return "/concepts/" in record.get("name", "")
 
 
 def problems(assignments: list[Assignment], records: list[dict],

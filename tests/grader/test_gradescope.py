@@ -62,6 +62,8 @@ def header(path: Path, field: str) -> str:
 def test_the_reference_in_a_repository_submission_gets_full_marks(autograder, tmp_path):
     """A GitHub submission (a student-shaped tree) holding the reference scores everything."""
     upload = {str(QUANTIZATION.student_path(Path("."))): QUANTIZATION.reference_path()
+              .read_bytes(),
+              str(QUANTIZATION.notebook_path(Path("."))): QUANTIZATION.reference_notebook()
               .read_bytes()}
     results = run_autograder(autograder, tmp_path, upload)
     assert results["max_score"] > 0 and results["score"] == results["max_score"]
@@ -73,23 +75,30 @@ def test_the_reference_in_a_repository_submission_gets_full_marks(autograder, tm
 
 
 def test_the_released_stub_uploaded_flat_scores_zero(autograder, tmp_path):
-    """The stub uploaded as a lone quantize.py is graded, and every test fails."""
+    """The stub and the blank notebook uploaded as loose files (quantize.py and
+    concepts.ipynb) are graded, and every test fails."""
     results = run_autograder(autograder, tmp_path,
-                             {QUANTIZATION.student_file: expected_stub(QUANTIZATION).encode()})
+                             {QUANTIZATION.student_file: expected_stub(QUANTIZATION).encode(),
+                              QUANTIZATION.concepts.notebook:
+                              QUANTIZATION.notebook_path(REPO).read_bytes()})
     assert results["max_score"] > 0 and results["score"] == 0
     assert results["tests"] and all(t["status"] == "failed" for t in results["tests"])
     assert "missing" not in json.dumps(results["tests"]), "the flat upload was not found"
 
 
 def test_a_submission_that_crashes_at_import_scores_zero_saying_so(autograder, tmp_path):
-    """tests/hostile/crash_at_import.py: every test fails, saying it did not import."""
+    """tests/hostile/crash_at_import.py: every test fails, saying it did not import (the
+    notebook's questions, with no notebook uploaded, say that it is missing)."""
     expect = re.compile(header(CRASH_AT_IMPORT, "Expect"))
     upload = {str(QUANTIZATION.student_path(Path("."))): CRASH_AT_IMPORT.read_bytes()}
     results = run_autograder(autograder, tmp_path, upload)
     assert results["max_score"] > 0 and results["score"] == 0
     assert results["tests"] and all(t["status"] == "failed" for t in results["tests"])
-    assert all(expect.search(t["output"]) for t in results["tests"]), \
-        [t["output"][:300] for t in results["tests"] if not expect.search(t["output"])][:2]
+    module_tests = [t for t in results["tests"] if "/concepts/" not in t["name"]]
+    assert all(expect.search(t["output"]) for t in module_tests), \
+        [t["output"][:300] for t in module_tests if not expect.search(t["output"])][:2]
+    assert all("concepts.ipynb is missing" in t["output"] for t in results["tests"]
+               if "/concepts/" in t["name"])
 
 
 def test_an_autograder_that_cannot_grade_still_leaves_valid_results(autograder, tmp_path):

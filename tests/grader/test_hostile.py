@@ -119,6 +119,8 @@ def submission_with(hostile: Path, tmp_path: Path, port: int) -> Path:
     if bystander is not None:
         bystander.student_path(root).parent.mkdir(parents=True)
         shutil.copyfile(bystander.reference_path(), bystander.student_path(root))
+        if bystander.concepts:  # its notebook too: the bystander earns everything
+            shutil.copyfile(bystander.reference_notebook(), bystander.notebook_path(root))
     return root
 
 
