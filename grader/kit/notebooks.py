@@ -228,12 +228,12 @@ def plan(student: list[dict], reference: list[dict], key: list[Question]) -> lis
     steps: list = [Run(f"locked cell {grade_id(c)} (restored)", python_source(c["source"]))
                    for c in reference if is_locked_code(c) and grade_id(c) not in present
                    and PLOT_TAG not in c["tags"]]
-    captured: set[str] = set()
+    seen: set[str] = set()   # grade_ids met so far: a repeated one is the student's copy
     for cell in student:
         gid = grade_id(cell)
-        ours = by_id.get(gid) if gid not in captured else None
+        ours = by_id.get(gid) if gid not in seen else None
         if gid is not None:
-            captured.add(gid)
+            seen.add(gid)
         if gid in questions and ours is not None:
             steps.append(Capture(gid, questions[gid].names))
             continue
@@ -242,7 +242,7 @@ def plan(student: list[dict], reference: list[dict], key: list[Question]) -> lis
         source = ours["source"] if ours is not None and is_locked_code(ours) else cell["source"]
         label = f"cell {cell['index'] + 1}" + (f" ({gid})" if gid else "")
         steps.append(Run(label, python_source(source)))
-    steps += [Capture(q.id, q.names) for q in key if q.id not in captured]
+    steps += [Capture(q.id, q.names) for q in key if q.id not in seen]
     return steps
 
 
