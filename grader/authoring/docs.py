@@ -42,6 +42,7 @@ class TaskCount:
     public: set[str] = field(default_factory=set)
     hidden: set[str] = field(default_factory=set)
     unscored: set[str] = field(default_factory=set)   # 0 points: GPU-only or peer checks
+    unscored_public: set[str] = field(default_factory=set)   # 0 points: a notebook's checks
     points: float = 0.0
     gpu_points: float = 0.0                           # of which only GPU runners grade
 
@@ -71,7 +72,8 @@ def count_by_task(records: list[dict]) -> dict[tuple[str, str | None], TaskCount
         function = record["nodeid"] if "/concepts/" in record["name"] else \
             record["nodeid"].split("[")[0]
         if record["points"] == 0:
-            count.unscored.add(function)
+            (count.unscored_public if record["suite"] == "public" else count.unscored
+             ).add(function)
         else:
             getattr(count, record["suite"]).add(function)
         count.points += record["points"]
@@ -87,10 +89,12 @@ def points_table(assignment: Assignment, counts) -> str:
     total = gpu_only = 0.0
     for task in assignment.tasks:
         count = counts.get((assignment.name, task.id), TaskCount())
-        hidden = str(len(count.hidden))
+        public, hidden = str(len(count.public)), str(len(count.hidden))
+        if count.unscored_public:
+            public += f" (+{len(count.unscored_public)} at 0 points)"
         if count.unscored:
             hidden += f" (+{len(count.unscored)} at 0 points)"
-        rows.append(f"| {task.id} | {task.handout} | {len(count.public)} | {hidden} | "
+        rows.append(f"| {task.id} | {task.handout} | {public} | {hidden} | "
                     f"{_number(count.points)} |")
         total += count.points
         gpu_only += count.gpu_points
@@ -99,8 +103,9 @@ def points_table(assignment: Assignment, counts) -> str:
     note = (f"Points are what the grader gives, public and hidden tests together: "
             f"{_number(total)} in all{on_cpu}. A test's points are shared by its parametrized "
             "cases; each notebook question counts as a test. Tests at 0 points check without "
-            "grading: GPU-only correctness tests (skipped on a CPU) and peer checks of the "
-            "course's own reference against another library.")
+            "grading: the notebook's own checks of each answer's type (public), GPU-only "
+            "correctness tests (skipped on a CPU) and peer checks of the course's own "
+            "reference against another library.")
     return "\n".join(rows) + "\n\n" + textwrap.fill(note, width=88, break_on_hyphens=False) + "\n"
 
 

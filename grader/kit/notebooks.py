@@ -126,6 +126,10 @@ class Question:
     def hidden(self) -> str:
         return split_hidden(self.source)[1]
 
+    def visible_only(self) -> Question:
+        """The same question with only the checks students see (type and format)."""
+        return Question(self.id, 0.0, self.visible, self.names)
+
     def check(self, answers: dict[str, object]) -> None:
         """Run this question's checks on the student's answers, here (trusted); an
         AssertionError says what is wrong without telling the right answer."""
@@ -265,6 +269,7 @@ class NotebookRun:
     errors_before: dict[str, int] = field(default_factory=dict)  # question -> len(errors)
     stopped: str | None = None       # why the run ended early, naming the cell
     problem: str | None = None       # why the notebook was not run at all
+    key: dict[str, Question] = field(default_factory=dict)   # the questions it was run for
 
     def answers_for(self, question: Question) -> dict[str, object]:
         """The question's captured answers; fails saying why when there are none."""
@@ -285,7 +290,11 @@ class NotebookRun:
 def grade_notebook(assignment, notebook: Path, module: Path | None) -> NotebookRun:
     """Run the student's `notebook` in a fresh worker beside `module` (their
     implementation, None when it was not taken) and the provided files: the answers
-    each question of the answer key will check."""
+    each question of the answer key will check.
+
+    The course's copy of the notebook (its locked cells, its test cells) is the reference
+    notebook; in a student's repository, which has none, the student's own notebook stands
+    in for it (public checks only: grader/kit/notebooks.format_test)."""
     from grader.isolation.worker import WorkerConfig, WorkerProcess
 
     try:
@@ -296,8 +305,10 @@ def grade_notebook(assignment, notebook: Path, module: Path | None) -> NotebookR
     except NotebookProblem as problem:
         return NotebookRun(problem=f"{assignment.concepts.notebook}: {problem}")
     reference = assignment.reference_notebook()
-    steps = plan(cells, read_notebook(reference),
-                 answer_key(reference, assignment.concepts.points))
+    if not reference.is_file():
+        reference = notebook
+    key = answer_key(reference, assignment.concepts.points)
+    steps = plan(cells, read_notebook(reference), key)
     files = {p.name: p for p in assignment.provided_files()}
     if module is not None:
         files[assignment.student_file] = module   # else importing it fails in its cell
@@ -305,9 +316,11 @@ def grade_notebook(assignment, notebook: Path, module: Path | None) -> NotebookR
         scratch_files=files, module=None, call_timeout_s=assignment.call_timeout_s,
         extra_environment={"MPLBACKEND": "Agg"}))
     try:
-        return run_notebook(worker, steps)
+        run = run_notebook(worker, steps)
     finally:
         worker.stop()
+    run.key = {q.id: q for q in key}
+    return run
 
 
 def run_notebook(worker, steps: list) -> NotebookRun:
@@ -378,3 +391,34 @@ def concept_test(name: str):
             raise notebook_run.explain(question, error) from None
 
     return test_concept_question
+
+
+def format_test(name: str):
+    """The public test of assignment `name`'s notebook, for assignments/<name>/tests/: it
+    runs the notebook as grading does and applies each test cell's visible checks (type,
+    format). 0 points: the values are checked in official grading (`concept_test`)."""
+    import pytest
+
+    from grader.course import get
+
+    assignment = get(name)
+
+    @pytest.mark.concepts
+    @pytest.mark.task(assignment.concepts.task)
+    @pytest.mark.points(0)
+    @pytest.mark.parametrize("question_id", list(assignment.concepts.points))
+    def test_answer_passes_the_notebooks_own_checks(question_id, notebook_run):
+        """Your notebook runs and this answer passes the checks its test cell shows (its
+        value is checked in official grading)."""
+        question = notebook_run.key.get(question_id)
+        if question is None and not notebook_run.problem:
+            raise AssertionError(f"the test cell {question_id} is missing from your notebook: "
+                                 "copy it back from the release")
+        question = question or Question(question_id, 0.0, "", ())
+        answers = notebook_run.answers_for(question)
+        try:
+            question.visible_only().check(answers)
+        except AssertionError as error:
+            raise notebook_run.explain(question, error) from None
+
+    return test_answer_passes_the_notebooks_own_checks

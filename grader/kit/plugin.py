@@ -364,7 +364,7 @@ def _describe_item(item, cases: int = 1) -> dict:
     public = is_public_path(item.fspath)
     name = item.name if not public else f"public/{item.name}"
     if item.get_closest_marker("concepts") is not None:
-        name = f"concepts/{item.callspec.id}"
+        name = f"{'public/' if public else ''}concepts/{item.callspec.id}"
     doc = property_of(item.function.__doc__) if hasattr(item, "function") else ""
     return {
         "nodeid": item.nodeid,

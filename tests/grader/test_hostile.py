@@ -156,7 +156,10 @@ def test_a_hostile_submission_scores_zero_and_grading_goes_on(hostile, tmp_path,
         flags = results["extra_data"]["review"].get(target.name, [])
         assert any(re.search(flag, f) for f in flags), f"review flags {flags} lack {flag!r}"
     assert results["tests"] and all(t["status"] in ("passed", "failed") for t in results["tests"])
-    assert "UNGRADABLE" not in json.dumps(results), "the submission's doing must not be ungradable"
+    ungradable = [(t["name"], t["output"][:500]) for t in results["tests"]
+                  if "UNGRADABLE" in t["output"]]
+    assert not ungradable and "UNGRADABLE" not in json.dumps(results), \
+        f"the submission's doing must not be ungradable: {ungradable[:2] or results['output']}"
     attacks = re.compile(header(hostile, "Attacks") or ".")
     attacked = [t for t in results["tests"]
                 if t["name"].startswith(f"{target.name}/") and attacks.search(t["name"])]
