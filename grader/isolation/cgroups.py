@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import secrets
 import signal
 import time
 from dataclasses import dataclass
@@ -50,7 +51,9 @@ class Cgroup:
     @classmethod
     def create(cls, limits: Limits) -> Cgroup:
         """A new, empty group with these limits (OSError if this machine has none)."""
-        name = f"llmlab-worker-{os.getpid()}-{next(_names)}"
+        # pid and count name it for a person; the random part keeps a later process that
+        # reuses the pid from meeting a group an earlier one could not remove
+        name = f"llmlab-worker-{os.getpid()}-{next(_names)}-{secrets.token_hex(4)}"
         if _version() == 1:
             group = cls(tuple(_own_v1(c) / name for c in CONTROLLERS), 1, limits)
         else:

@@ -35,15 +35,21 @@ def graded(root: Path, tmp_path: Path) -> list[dict]:
 
 
 def correct_file(root: Path, assignment) -> Path:
-    """The reference solution, as the submission's file of `assignment`."""
+    """The reference solution, as the submission's file of `assignment` (and the reference
+    notebook as its notebook)."""
     path = assignment.student_path(root)
     path.parent.mkdir(parents=True)
     shutil.copyfile(assignment.reference_path(), path)
+    if assignment.concepts:
+        shutil.copyfile(assignment.reference_notebook(), assignment.notebook_path(root))
     return path
 
 
 def assert_fails_saying(tests: list[dict], assignment, reason: str, tmp_path: Path) -> None:
-    mine = [t for t in tests if t["name"].startswith(f"{assignment.name}/")]
+    """Every test of the assignment's module fails with `reason` (its notebook is another
+    file, collected on its own: tests/grader/test_notebooks.py)."""
+    mine = [t for t in tests if t["name"].startswith(f"{assignment.name}/")
+            and "/concepts/" not in t["name"]]
     assert mine, f"no {assignment.name} tests graded"
     for test in mine:
         assert test["status"] == "failed" and test["score"] == 0, test["name"]
