@@ -180,8 +180,13 @@ def split_hidden(source: str) -> tuple[str, str]:
 def answer_key(path: Path, points: dict[str, float] | None = None) -> list[Question]:
     """The questions of a reference notebook, in order; `points` (the manifest's) override
     the cells' own nbgrader points."""
+    return key_of(read_notebook(path), points)
+
+
+def key_of(cells: list[dict], points: dict[str, float] | None = None) -> list[Question]:
+    """answer_key, from cells already read."""
     questions = []
-    for cell in read_notebook(path):
+    for cell in cells:
         if not is_test(cell):
             continue
         qid = grade_id(cell)
@@ -307,8 +312,9 @@ def grade_notebook(assignment, notebook: Path, module: Path | None) -> NotebookR
     reference = assignment.reference_notebook()
     if not reference.is_file():
         reference = notebook
-    key = answer_key(reference, assignment.concepts.points)
-    steps = plan(cells, read_notebook(reference), key)
+    course = read_notebook(reference)
+    key = key_of(course, assignment.concepts.points)
+    steps = plan(cells, course, key)
     files = {p.name: p for p in assignment.provided_files()}
     if module is not None:
         files[assignment.student_file] = module   # else importing it fails in its cell

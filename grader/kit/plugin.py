@@ -96,16 +96,26 @@ class Session:
         return assignment.student_path(self.root)
 
     def worker(self, assignment: Assignment):
+        """The student's module in a worker process, one per assignment and session."""
+        return self._worker(assignment.name, assignment, self.student_file(assignment),
+                            self.problems.get(assignment.name))
+
+    def reference_worker(self, assignment: Assignment):
+        """The reference solution in a worker of its own, started like the student's:
+        a speed test times both the same way (grader/kit/speed.py)."""
+        return self._worker(f"{assignment.name} (reference)", assignment,
+                            assignment.reference_path(), None)
+
+    def _worker(self, key: str, assignment: Assignment, module: Path, problem: str | None):
         from grader.isolation.worker import WorkerConfig, WorkerProcess
 
-        if assignment.name not in self.workers:
+        if key not in self.workers:
             files = {p.name: p for p in assignment.provided_files()}
-            files[assignment.student_file] = self.student_file(assignment)
-            self.workers[assignment.name] = WorkerProcess(WorkerConfig(
+            files[assignment.student_file] = module
+            self.workers[key] = WorkerProcess(WorkerConfig(
                 scratch_files=files, module=assignment.module,
-                call_timeout_s=assignment.call_timeout_s,
-                problem=self.problems.get(assignment.name)))
-        return self.workers[assignment.name]
+                call_timeout_s=assignment.call_timeout_s, problem=problem))
+        return self.workers[key]
 
     def notebook_file(self, assignment: Assignment) -> Path:
         if self.use_reference:
@@ -134,20 +144,6 @@ class Session:
         taken = module.is_file() and assignment.name not in self.problems
         return grade_notebook(assignment, self.notebook_file(assignment),
                               module if taken else None)
-
-    def reference_worker(self, assignment: Assignment):
-        """The reference solution in a worker of its own, started like the student's:
-        a speed test times both the same way (grader/kit/speed.py)."""
-        from grader.isolation.worker import WorkerConfig, WorkerProcess
-
-        key = f"{assignment.name} (reference)"
-        if key not in self.workers:
-            files = {p.name: p for p in assignment.provided_files()}
-            files[assignment.student_file] = assignment.reference_path()
-            self.workers[key] = WorkerProcess(WorkerConfig(
-                scratch_files=files, module=assignment.module,
-                call_timeout_s=assignment.call_timeout_s))
-        return self.workers[key]
 
     def test_budget(self, assignment: Assignment, nodeid: str) -> dict:
         """The new_test arguments that bound this test's time in student code: a multiple
