@@ -32,10 +32,10 @@ def test_the_median_of_interleaved_runs_decides_and_calls_alternate():
             return who
         return call
 
-    timings, mine, theirs = speed.compare(run("s", 0.004), run("r", 0.001), repeats=3)
+    timings, mine, theirs = speed.compare(run("s", 0.02), run("r", 0.005), repeats=3)
     assert calls == ["s", "r"] * 4           # one untimed call each, then alternating
     assert (mine, theirs) == ("s", "r")
-    assert 0.1 < timings.ratio < 0.5
+    assert 0.1 < timings.ratio < 0.75        # 0.25, with room for a loaded machine's overhead
 
 
 def test_a_partial_share_scores_its_fraction_and_is_not_passed(tmp_path):
