@@ -10,6 +10,12 @@ engine names no assignment. Keys (every one required unless a default is given):
                     (e.g. ["model.py"]); default []
     call_timeout_s  wall-clock limit of one call into student code (say why in a comment)
     time_budget_s   limit for the whole assignment's grading; default 900
+    kernel_functions  the functions whose result the contract says Triton kernels compute
+                    (e.g. ["quantize_rowwise"]); default []. Each must be in a task's
+                    `implements`. Every call a test makes to one through the `student`
+                    proxy replays its launches, and fails with "the returned values were
+                    not computed by the kernel's launches" unless they compute its result
+                    (grader/kit/kernels.py)
     [concepts]      optional: the assignment's concept-check notebook (grader/kit/notebooks.py)
         notebook    its file name, e.g. "concepts.ipynb" (student-owned, like student_file)
         task        the task its questions grade, declared in [[tasks]]
@@ -70,6 +76,7 @@ class Assignment:
     call_timeout_s: float = 60.0
     time_budget_s: float = 900.0
     concepts: Concepts | None = None
+    kernel_functions: tuple[str, ...] = ()
 
     @property
     def module(self) -> str:
@@ -146,13 +153,19 @@ def load_manifest(path: Path) -> Assignment:
         if task.id.split(".")[0] != str(number):
             raise ValueError(f"{where}: task {task.id} does not belong to assignment {number}")
     concepts = _concepts(data.get("concepts"), need, where, {t.id for t in tasks})
+    kernels = tuple(need(data, "kernel_functions", list, []))
+    implemented = {name for task in tasks for name in task.implements}
+    for name in kernels:
+        if not isinstance(name, str) or name not in implemented:
+            raise ValueError(f"{where}: kernel function {name!r} is not in any task's "
+                             "`implements`")
     return Assignment(
         name=path.parent.name, number=number, title=need(data, "title", str),
         student_file=need(data, "student_file", str), tasks=tasks,
         provided=tuple(need(data, "provided_files", list, [])),
         call_timeout_s=float(need(data, "call_timeout_s", (int, float))),
         time_budget_s=float(need(data, "time_budget_s", (int, float), 900)),
-        concepts=concepts)
+        concepts=concepts, kernel_functions=kernels)
 
 
 def _concepts(table, need, where: str, task_ids: set[str]) -> Concepts | None:

@@ -131,10 +131,20 @@ def grade_mutant(mutant: Path, order: list, records: dict, number: int = 0) -> d
         if failed is not None:
             item.session._setupstate.teardown_exact(None)  # nothing carries over to the next
             ungradable = getattr(failed, "llmlab_ungradable", False)
-            message = getattr(failed, "llmlab_message", None) or failed.longreprtext
+            message = _message_of(failed)
             return _result(mutant, "ungradable" if ungradable else "failed", item.nodeid,
                            message, index + 1, start)
     return _result(mutant, "survived", None, "", len(order), start)
+
+
+def _message_of(report) -> str:
+    """What a student would read for this failure (grader/kit/describe.py)."""
+    failure = getattr(report, "llmlab_failure", None)
+    if failure:
+        from grader.kit.describe import render_failure
+
+        return render_failure(failure)
+    return getattr(report, "llmlab_message", None) or report.longreprtext
 
 
 def _result(mutant, status, caught_by, message, tests_run, start) -> dict:
@@ -145,11 +155,14 @@ def _result(mutant, status, caught_by, message, tests_run, start) -> dict:
 
 def _first_line(message: str) -> str:
     """What went wrong, in one line. Feedback starts by naming the property
-    (grader/kit/describe.py); caught_by already names the test, so skip it."""
-    lines = [line.strip() for line in message.splitlines() if line.strip()]
+    (grader/kit/describe.py); caught_by already names the test, so skip it, and the
+    lines it is wrapped onto (indented)."""
+    lines = [line.rstrip() for line in message.splitlines() if line.strip()]
     if len(lines) > 1 and lines[0].startswith("Property: "):
         lines = lines[1:]
-    return lines[0][:500] if lines else ""
+        while len(lines) > 1 and lines[0].startswith("  "):
+            lines = lines[1:]
+    return lines[0].strip()[:500] if lines else ""
 
 
 def _summary(result: dict) -> str:

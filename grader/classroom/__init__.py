@@ -19,9 +19,13 @@ repository (hidden tests never leave it), in steps that each leave a file:
    the gradebook; other rows stay.
 3. `grader class merge` combines shards; `grader class export` writes a Canvas
    import and a plain CSV; `grader class feedback` and `grader class deliver` give
-   students their feedback and the solutions after the deadline.
+   students their feedback and the solutions once they can no longer submit
+   (windows.py; each delivery is recorded in freeze.csv and ends the window).
 
 Nothing from a student's repository runs on the grading machine except their
-assignment files inside the sandboxed worker: clones run no hooks and only the
-student-owned files are staged (grader/pipeline/collect.py).
+assignment files inside the sandboxed worker: roster fields git would read as an
+option or a command are refused when the roster is read (roster.py, git.py), git
+runs no hooks, a commit is fetched without its blobs and only the student-owned
+files are read from it, never checked out (owned.py), and no CSV cell can start a
+spreadsheet formula (cells.py).
 """

@@ -7,6 +7,7 @@
     grader class export DIR --format canvas|plain --output FILE [--roster ROSTER]
     grader class feedback DIR --out FOLDER [--assignment NAME]...
     grader class deliver ROSTER DIR --what feedback|solutions [--assignment NAME]...
+                                    [--early REASON] [--freeze FILE]
 
 By default the freeze records (freeze.csv) and the deadlines (deadlines.toml) sit
 beside the roster. `freeze` imports only the standard library: a light install
@@ -87,7 +88,15 @@ def add_commands(commands) -> None:
     deliver.add_argument("--assignment", action="append", default=[], metavar="NAME")
     deliver.add_argument("--feedback", type=Path, metavar="FOLDER",
                          help="the pages of `grader class feedback` (default: DIR/feedback)")
+    deliver.add_argument("--early", metavar="REASON",
+                         help="deliver before the windows (deadline, late window, extensions) "
+                              "have ended, saying why: it ends them now, so each student's "
+                              "HEAD now is graded and later commits are not")
+    deliver.add_argument("--freeze", type=Path, metavar="FILE",
+                         help="the freeze's records, where each delivery is recorded before "
+                              "it is pushed (default: freeze.csv beside the roster)")
     _add_schedule_options(deliver)
+    deliver.add_argument("--now", help=argparse.SUPPRESS)       # for drills and tests
     deliver.set_defaults(run=_deliver)
 
 
@@ -191,21 +200,21 @@ def _feedback(args) -> int:
 
 def _deliver(args) -> int:
     from grader.classroom.deliver import deliver_class
+    from grader.classroom.windows import Gate
 
     if args.what == "solutions" and not args.assignment:
         raise ValueError("--assignment: name the assignments whose solutions to publish")
-    names, schedule = _names(args.assignment), _schedule(args)
-    now = datetime.now(UTC)
-    students, waiting = [], []
-    for student in read_roster(args.roster):     # an extension not over yet: not now
-        due = [schedule.deadline(student.name, name) for name in names]
-        (waiting if any(d and d > now for d in due) else students).append(student)
-    for student in waiting:
-        print(f"{student.name}: not delivered, their deadline has not passed", file=sys.stderr)
-    rows = deliver_class(students, args.folder, args.what, [get(name) for name in names],
+    if args.early is not None and not args.early.strip():
+        raise ValueError("--early: say why the windows end now")
+    now = parse_time(args.now, "--now") if args.now else datetime.now(UTC).replace(microsecond=0)
+    gate = Gate(_schedule(args), args.freeze or args.roster.with_name("freeze.csv"), now,
+                (args.early or "").strip())
+    rows = deliver_class(read_roster(args.roster), args.folder, args.what,
+                         [get(name) for name in _names(args.assignment)],
                          feedback_dir=args.feedback or args.folder / "feedback",
-                         log=lambda m: print(m, file=sys.stderr))
-    failed = [r for r in rows if r["status"] != "delivered"]
-    print(f"{len(rows) - len(failed)} of {len(rows)} delivered; list in "
-          f"{args.folder / 'delivered.csv'}")
+                         log=lambda m: print(m, file=sys.stderr), gate=gate)
+    failed = [r for r in rows if r["status"].startswith("not delivered")]
+    waiting = sum(r["status"].startswith("waiting") for r in rows)
+    print(f"{len(rows) - len(failed) - waiting} of {len(rows)} delivered, {waiting} waiting "
+          f"for their window to end; list in {args.folder / 'delivered.csv'}")
     return 1 if failed else 0

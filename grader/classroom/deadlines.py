@@ -17,6 +17,8 @@
 
 How late a commit is comes from when a freeze first saw it (freeze.py), never from
 commit dates, which students write. Days late = ceil((seen - deadline) / 1 day).
+A student's submission window ends at `Schedule.window_end` (or at an earlier delivery,
+windows.py); nothing that would help them is delivered before.
 """
 
 from __future__ import annotations
@@ -58,6 +60,7 @@ class Schedule:
         return self.extensions.get((student, assignment), self.deadlines.get(assignment))
 
     def window_end(self, student: str, assignment: str) -> datetime | None:
+        """Their deadline, plus the late window when late work is accepted; None: none."""
         due = self.deadline(student, assignment)
         if due is None:
             return None

@@ -8,9 +8,12 @@ Each student gets one commit on a branch of their own repository (`llmlab-feedba
 
 The commit is built with git's plumbing in a clone without a checkout, so no student
 file is ever written here and none of their hooks or filters runs. A path that already
-exists in the student's tree is refused, never overwritten; an existing branch is replaced
-only if the grader wrote it. A workflow step then opens the pull requests from
-delivered.csv with `gh pr create`.
+exists in the student's tree is refused, never overwritten, and so is one that a
+case-insensitive or normalising file system (macOS, Windows) would take for one of
+theirs (`fold`); an existing branch is replaced only if the grader wrote it. Nothing
+reaches a student who may still submit (windows.py decides, and records each delivery
+in freeze.csv first). A workflow step then opens the pull requests from delivered.csv
+with `gh pr create`.
 """
 
 from __future__ import annotations
@@ -18,14 +21,17 @@ from __future__ import annotations
 import csv
 import subprocess
 import tempfile
+import unicodedata
 from pathlib import Path, PurePosixPath
 
+from grader.classroom.cells import cells
 from grader.classroom.git import EMAIL, NAME, GitError, git
 from grader.classroom.gradebook import read_gradebook
+from grader.classroom.windows import Gate
 from grader.course import ASSIGNMENTS, Assignment
 
 BRANCHES = {"feedback": "llmlab-feedback", "solutions": "llmlab-solutions"}
-COLUMNS = ["student", "repository", "branch", "commit", "status"]
+COLUMNS = ["student", "repository", "branch", "commit", "status", "delivered_at", "early"]
 
 
 def deliver(repository: str, base_commit: str, branch: str, files: dict[str, bytes],
@@ -56,16 +62,47 @@ def deliver(repository: str, base_commit: str, branch: str, files: dict[str, byt
 
 def clashes(existing: set[str], files: dict[str, bytes]) -> str:
     """The first path of `files` that is unsafe or would replace something in `existing`
-    (the file itself, a file where it needs a folder, or a folder of that name); ''."""
+    (the file itself, a file where it needs a folder, or a folder of that name), as a
+    case-insensitive, normalising file system compares names (`fold`); ''. Only a
+    folder of theirs spelt exactly as ours is shared: feedback/ beside Feedback/ would
+    be one folder on their disk and two in git."""
+    theirs = {fold(path) for path in existing}
+    folders: dict[str, set[str]] = {}
+    for path in existing:
+        for folder in _folders(path):
+            folders.setdefault(fold(folder), set()).add(folder)
     for path in sorted(files):
         parts = PurePosixPath(path).parts
         if path.startswith("/") or not parts or {"..", ".", ".git"} & set(parts):
             return path
-        parents = {"/".join(parts[:i]) for i in range(1, len(parts))}
-        if path in existing or parents & existing or any(f.startswith(f"{path}/")
-                                                         for f in existing):
+        if fold(path) in theirs | set(folders) or any(
+                fold(mine) in theirs or folders.get(fold(mine), {mine}) != {mine}
+                for mine in _folders(path)):
             return path
     return ""
+
+
+def _folders(path: str) -> list[str]:
+    """The folders above `path`: a/b/c -> [a, a/b]."""
+    parts = path.split("/")
+    return ["/".join(parts[:i]) for i in range(1, len(parts))]
+
+
+IGNORED = {"Cf"}        # format characters (zero-width joiner, BOM, ...): HFS+ drops some
+
+
+def fold(path: str) -> str:
+    """`path` as macOS and Windows compare names: Unicode's compatibility caseless
+    match, NFKD(casefold(NFKD(casefold(NFD(name))))), so "FEEDBACK", "Feedback",
+    "ｆeedback" (fullwidth), "feedbac\u212a" (Kelvin sign) and "café" in either
+    normal form fold alike, without format characters, and without the trailing dots
+    and spaces Windows drops from each component."""
+    def nf(form: str, text: str) -> str:
+        return unicodedata.normalize(form, text)
+
+    folded = nf("NFKD", nf("NFKD", nf("NFD", path).casefold()).casefold())
+    folded = "".join(c for c in folded if unicodedata.category(c) not in IGNORED)
+    return "/".join(part.rstrip(". ") for part in folded.split("/"))
 
 
 def ours_to_replace(branch: str, workdir: Path) -> list[str]:
@@ -93,39 +130,57 @@ def solution_files(assignment: Assignment | str) -> dict[str, bytes]:
 
 
 def deliver_class(roster_students, grades_dir: Path, what: str, assignments: list[Assignment],
-                  feedback_dir: Path | None = None, log=print) -> list[dict]:
+                  feedback_dir: Path | None = None, log=print, *, gate: Gate) -> list[dict]:
     """One delivery per student of `what` ("feedback" from feedback_dir/<student>/<name>.md,
-    or "solutions") for `assignments`; a failure is recorded and the others go on. Returns
-    the rows also written to grades_dir/delivered.csv."""
+    or "solutions") for `assignments`, to `roster_students` (the whole class): only once
+    `gate` has recorded it and only to those whose windows have ended (windows.py); a
+    failure is recorded and the others go on. Returns the rows also written to
+    grades_dir/delivered.csv."""
     if what not in BRANCHES or (what == "feedback" and feedback_dir is None):
         raise ValueError(f"deliver feedback (with its folder) or solutions, not {what!r}")
     branch, grades_dir = BRANCHES[what], Path(grades_dir)
-    graded = {key: row.commit for key, row in read_gradebook(grades_dir).items()}
     solutions = ({p: data for a in assignments for p, data in solution_files(a).items()}
                  if what == "solutions" else {})
+    files = {s.name: solutions or feedback_files(Path(feedback_dir), s.name, assignments)
+             for s in roster_students}
+    # Solutions concern the whole class (students share), feedback only its readers.
+    waiting = gate.admit([s for s in roster_students if what == "solutions" or files[s.name]],
+                         [a.name for a in assignments], what, log=log)
+    graded = {key: row.commit for key, row in read_gradebook(grades_dir).items()}
     latest_first = sorted(assignments, key=lambda a: -a.number)
-    names = ", ".join(a.name for a in assignments)
     rows = []
     for student in roster_students:
         row = {"student": student.name, "repository": student.repository, "branch": branch,
-               "commit": "", "status": "delivered"}
-        files = (solutions if what == "solutions"
-                 else feedback_files(Path(feedback_dir), student.name, assignments))
+               "commit": "", "status": waiting.get(student.name, "delivered"),
+               "delivered_at": gate.now.isoformat(timespec="seconds"), "early": gate.early}
         # One commit for all the assignments: on the graded commit of the latest one.
         base = next((graded[student.name, a.name] for a in latest_first
                      if graded.get((student.name, a.name))), getattr(student, "commit", ""))
         try:
-            if not files:
-                raise ValueError("nothing to deliver")
-            with tempfile.TemporaryDirectory(prefix="llmlab-deliver-") as tmp:
-                row["commit"] = deliver(student.repository, base, branch, files,
-                                        f"llmlab: {what} for {names}", workdir=Path(tmp) / "repo")
+            if student.name not in waiting:
+                if not files[student.name]:
+                    raise ValueError("nothing to deliver")
+                with tempfile.TemporaryDirectory(prefix="llmlab-deliver-") as tmp:
+                    row["commit"] = deliver(student.repository, base, branch, files[student.name],
+                                            message(what, assignments, gate),
+                                            workdir=Path(tmp) / "repo")
         except (ValueError, RuntimeError, OSError, subprocess.TimeoutExpired) as error:
             row["status"] = f"not delivered: {error}"
         log(f"{student.name}: {row['status']}")
         rows.append(row)
         write_rows(grades_dir / "delivered.csv", rows)
     return rows
+
+
+def message(what: str, assignments, gate: Gate) -> str:
+    """The delivery's commit message; an early one tells the student their window ended."""
+    names = ", ".join(a.name for a in assignments)
+    if not gate.early:
+        return f"llmlab: {what} for {names}"
+    return (f"llmlab: {what} for {names}, delivered early\n\nThe course staff delivered "
+            f"this before every submission window had ended ({gate.early}). Your window for "
+            f"{names} ended at {gate.now.isoformat(timespec='seconds')}: what your "
+            "repository held then is graded, and commits pushed after it are not.")
 
 
 def feedback_files(feedback_dir: Path, student: str, assignments) -> dict[str, bytes]:
@@ -140,4 +195,4 @@ def write_rows(path: Path, rows: list[dict]) -> None:
     with open(path, "w", newline="") as f:
         writer = csv.DictWriter(f, COLUMNS)
         writer.writeheader()
-        writer.writerows(rows)
+        writer.writerows(cells(row) for row in rows)

@@ -6,6 +6,8 @@ canvas: Canvas's gradebook import (Student, ID, SIS User ID, SIS Login ID, Secti
         then one column per assignment; the first row is "Points Possible"). The
         identity columns come from the roster's optional columns name, canvas_id,
         sis_id, sis_login and section; Canvas matches students by ID or SIS ID.
+
+Text that a spreadsheet would run as a formula is written quoted (cells.py).
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
+from grader.classroom.cells import cells
 from grader.classroom.gradebook import Row, assignment_order
 from grader.classroom.roster import Student
 from grader.course import ASSIGNMENTS
@@ -48,5 +51,5 @@ def export(rows: dict[tuple[str, str], Row], students: list[Student], kind: str,
         raise ValueError(f"kind {kind!r} must be 'plain' or 'canvas'")
     with open(path, "w", newline="") as f:
         writer = csv.writer(f)
-        writer.writerow(header)
-        writer.writerows(lines)
+        writer.writerow(cells(header))
+        writer.writerows(cells(line) for line in lines)

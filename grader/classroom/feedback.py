@@ -5,9 +5,13 @@ Read from the class grading's results.json (Gradescope's schema), it shows
     the score, and a late note from gradebook.csv when there is one;
     the points per task, in the manifest's order;
     each failed public test in full (the student has its source anyway);
-    each failed hidden test reduced by `hidden_summary` to its property, the first
-    lines of its message and the smallest failing input: the hidden tests' source
-    and the reference never reach a student, even through a traceback;
+    each failed hidden test from its failure record alone (the test's
+    `extra_data.failure`, grader/kit/describe.py): the property, the check's own message,
+    the student's exception as quoted data, their frames in their own file, the smallest
+    failing input. No text is filtered or parsed: what the record does not carry (the
+    hidden tests' source, pytest's introspection of their assertions, a probe's
+    frames) cannot reach the page, and a results file without records shows the
+    property alone;
     passed tests as a count.
 
 Every piece of student-derived text goes through `shown` and inside a `fenced`
@@ -23,68 +27,18 @@ from pathlib import Path
 from grader.classroom.gradebook import Row, read_gradebook
 from grader.classroom.roster import SAFE_NAME
 from grader.course import ASSIGNMENTS, Assignment
+from grader.kit.describe import render_failure
 from grader.pipeline.text import fenced, shown
 
-ASSERTION_LINES = 3       # of a hidden failure's message, after its property
-LINE_LIMIT = 300          # characters of one such line
 
-# Where a hidden failure's minimal input starts (hypothesis's note, or describe.py's form).
-EXAMPLE = re.compile(r"^(Falsifying (explicit )?example|Failing test case|Smallest failing input)")
-# Sections after the message: the student's traceback and prints, hypothesis's extras.
-SECTION_END = re.compile(r"^(Your code printed|Where \(your code\)|Traceback \(|Explanation:"
-                         r"|You can reproduce|-+ Captured)")
-# Lines that look like source or a traceback: pytest's `>` and `E` lines, file:line
-# locations, Python code, pytest's separators and its fixture values (`student = <...>`).
-SOURCE = re.compile(r"^(>|E(\s|$)|\s{4}|\t|_{3,}|[_ ]+$|\S+\.py:\d+|\s*File \"|.*\.py\", line \d"
-                    r"|(async )?def |class |@|import |from \S+ import |return |assert |raise "
-                    r"|\w+ = )")
-# pytest's `E   ValueError: message` line: the message is worth keeping, not its source.
-ERROR_LINE = re.compile(r"^E\s+((\w+\.)*\w+(Error|Exception|Exit|Interrupt)|Failed): (.*)$")
-
-
-def hidden_summary(output: str, name: str = "") -> str:
-    """A hidden test's failure as a student may see it: the `Property:` line (else the test's
-    `name` in words), the first lines of the message, and the smallest failing input.
-    Every line that looks like a traceback or source code is dropped."""
-    lines = output.split("\n")
-    prop = next((line for line in lines if line.startswith("Property:")), "")
-    message, example = [], []
-    depth = -1       # the example's indent while inside it; -2 after its ")": only Draws
-    from_e = False   # the example came in pytest's `E` lines: only `E` lines continue it
-    skipping = False           # inside the student's traceback or prints, hypothesis's extras
-    for line in lines:
-        is_e = line == "E" or line.startswith("E ")
-        body = line[1:] if is_e else line   # pytest's error lines
-        text, indent = body.strip(), len(body) - len(body.lstrip())
-        if EXAMPLE.match(text):
-            example.append(text)
-            depth, from_e, skipping = indent, is_e, False
-        elif depth >= 0 and is_e == from_e and (indent > depth or text in (")", "")):
-            if text == ")":
-                example.append(text)
-                depth = -2
-            elif text and not text.startswith(("student=", "reference=")) \
-                    and not SOURCE.match(text):
-                example.append(f"  {text}")
-        elif depth != -1 and is_e == from_e and text.startswith("Draw "):
-            example.append(text)
-        else:
-            depth = -1
-            skipping = skipping or bool(SECTION_END.match(text))
-            if not (skipping or example or line == prop) and len(message) < ASSERTION_LINES:
-                kept = message_line(line)
-                message += [kept[:LINE_LIMIT]] if kept else []
-    head = [prop or f"Property: {in_words(name)}"]
-    return "\n".join(head + (message or ["(no message that can be shown)"]) + example)
-
-
-def message_line(line: str) -> str:
-    """`line` if it belongs to the failure's message; '' if blank or source-like; the message
-    alone of pytest's `E   ValueError: message` (not of `E   AssertionError: assert x == y`)."""
-    error = ERROR_LINE.match(line)
-    if error and not error.group(4).startswith("assert "):
-        return f"{error.group(1)}: {error.group(4)}"
-    return "" if not line.strip() or SOURCE.match(line) else line
+def hidden_failure(test: dict) -> str:
+    """A hidden test's failure as a student may see it: rendered from its record, or,
+    without one, its property in the words of its name."""
+    record = (test.get("extra_data") or {}).get("failure")
+    if not isinstance(record, dict):
+        return f"Property: {in_words(str(test.get('name', '')))}\n(no details recorded)"
+    record = {**record, "property": record.get("property") or in_words(str(test["name"]))}
+    return shown(render_failure(record)).strip() or "(no details recorded)"
 
 
 def in_words(name: str) -> str:
@@ -142,8 +96,7 @@ def failures_section(title: str, tests: list[dict], hidden: bool) -> list[str]:
     failed = [t for t in tests if t.get("status") != "passed"]
     lines = [f"## {title}", "", f"{len(tests) - len(failed)} of {len(tests)} passed.", ""]
     for t in failed:
-        output = shown(t.get("output", ""))
-        text = hidden_summary(output, t["name"]) if hidden else output.strip()
+        text = hidden_failure(t) if hidden else shown(t.get("output", "")).strip()
         name = in_words(t["name"]) if hidden else t["name"].split("/", 1)[-1]
         lines += [f"### {shown(name, 200)} ({t['score']:.2f} / {t['max_score']:.2f})", "",
                   *fenced(text), ""]

@@ -10,6 +10,10 @@ freeze.csv, never rewrites it:
   any extension) has passed: the commit to grade under the "deadline" policy.
 - `late`: a later, different HEAD seen within the late window ("penalty" and
   "none" policies); how late it is comes from `seen_at`.
+- `early` and `delivered`: written by `grader class deliver` before it pushes
+  anything (windows.py). Each is a cut: nothing seen after it is recorded or
+  graded. `early` (an instructor delivered before the window ended) holds the
+  HEAD seen then, graded as the window's last commit; `delivered` holds none.
 
 A run records only what is due and not yet recorded, so it can run as often as
 wanted, and several deadlines (and extensions) share one file. A repository
@@ -24,6 +28,7 @@ from dataclasses import asdict, dataclass, fields
 from datetime import datetime
 from pathlib import Path
 
+from grader.classroom.cells import cells, uncell
 from grader.classroom.deadlines import Schedule, days_late, parse_time
 from grader.classroom.git import GitError, remote_head
 from grader.classroom.roster import Student
@@ -37,17 +42,19 @@ class Record:
     commit: str            # "" when the repository had no commit
     seen_at: str           # ISO 8601, UTC
     deadline: str
-    kind: str              # "deadline" or "late"
+    kind: str              # "deadline", "late", or a cut: "early", "delivered"
 
 
 COLUMNS = [f.name for f in fields(Record)]
+CUTS = ("early", "delivered")           # a delivery: nothing seen after it counts
 
 
 def read_records(path: Path) -> list[Record]:
     if not Path(path).exists():
         return []
     with open(path, newline="") as f:
-        return [Record(**{c: row.get(c) or "" for c in COLUMNS}) for row in csv.DictReader(f)]
+        return [Record(**{c: uncell(row.get(c) or "") for c in COLUMNS})
+                for row in csv.DictReader(f)]
 
 
 def append_records(path: Path, records: list[Record]) -> None:
@@ -56,7 +63,7 @@ def append_records(path: Path, records: list[Record]) -> None:
         writer = csv.DictWriter(f, COLUMNS)
         if new_file:
             writer.writeheader()
-        writer.writerows(asdict(r) for r in records)
+        writer.writerows(cells(asdict(r)) for r in records)
 
 
 def freeze(students: list[Student], assignments: list[str], schedule: Schedule,
@@ -73,6 +80,8 @@ def freeze(students: list[Student], assignments: list[str], schedule: Schedule,
             if due is None or now < due:
                 continue
             mine = [r for r in recorded if (r.student, r.assignment) == (student.name, assignment)]
+            if any(r.kind in CUTS for r in mine):
+                continue                          # a delivery ended the window
             if mine and not (schedule.late.accepts_late_work()
                              and now <= schedule.window_end(student.name, assignment)):
                 continue
@@ -107,6 +116,16 @@ def recorded_commits(records: list[Record]) -> dict[tuple[str, str], list[Record
     return by_key
 
 
+def before_cut(records: list[Record]) -> list[Record]:
+    """The records a grading may take (oldest first): those before the first cut, and
+    the cut itself when it is `early` and saw a new commit (the window's last)."""
+    for i, r in enumerate(records):
+        if r.kind in CUTS:
+            new = r.kind == "early" and not (i and records[i - 1].commit == r.commit)
+            return records[:i] + [r] * new
+    return records
+
+
 @dataclass
 class Choice:
     """What to grade for one student x assignment, and how late it is."""
@@ -124,13 +143,16 @@ def choose(student: Student, assignment: str, records: list[Record], schedule: S
     deadline policy: the commit seen at the deadline. Other policies: the last commit
     seen in the late window, late by the days between the deadline and when it was
     first seen (0 if it is the deadline's commit). No record: the roster's commit,
-    else (only with at_head) the repository's HEAD, else nothing."""
-    if not records:
-        if student.commit or at_head:
+    else (only with at_head) the repository's HEAD, else nothing. Records after a
+    delivery's cut are never taken (before_cut)."""
+    taken = before_cut(records)
+    if not taken:
+        if student.commit or (at_head and not records):    # never HEAD after a delivery
             return Choice(commit=student.commit)
-        return Choice(status="no commit recorded at the deadline")
-    first = records[0]
-    chosen = first if schedule.late.policy == "deadline" else records[-1]
+        return Choice(status="no commit recorded at the deadline"
+                      + (" nor before the delivery that ended the window" if records else ""))
+    first = taken[0]
+    chosen = first if schedule.late.policy == "deadline" else taken[-1]
     late = 0
     if chosen.commit != first.commit:
         due = (schedule.deadline(student.name, assignment)

@@ -10,7 +10,8 @@
 A run replaces only the rows it graded (`--student ada` regrades one row; grading
 another assignment adds its rows), and `merge` unions shards the same way, so a
 sharded run and an unsharded one give the same gradebook. Rows are kept in name
-and assignment order, whatever order they were graded in.
+and assignment order, whatever order they were graded in. Text a spreadsheet would
+run as a formula is written quoted and read back unquoted (cells.py).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import shutil
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
+from grader.classroom.cells import cells, uncell
 from grader.course import ASSIGNMENTS
 
 GRADED = "graded"
@@ -69,7 +71,7 @@ def read_gradebook(folder: Path) -> dict[tuple[str, str], Row]:
 
 def _parse(column: str, text: str):
     kind = NUMBERS.get(column)
-    return kind(float(text or 0)) if kind else text
+    return kind(float(text or 0)) if kind else uncell(text)
 
 
 def write_gradebook(folder: Path, rows: dict[tuple[str, str], Row]) -> None:
@@ -151,7 +153,7 @@ def _write_csv(path: Path, columns: list[str], rows: list[dict]) -> None:
     with open(tmp, "w", newline="") as f:
         writer = csv.DictWriter(f, columns, restval="")
         writer.writeheader()
-        writer.writerows(rows)
+        writer.writerows(cells(row) for row in rows)
     tmp.replace(path)
 
 

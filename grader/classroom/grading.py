@@ -23,6 +23,7 @@ from grader.classroom.deadlines import Schedule
 from grader.classroom.freeze import Record, choose, recorded_commits
 from grader.classroom.git import CommitGone, GitError, fetch_commit
 from grader.classroom.gradebook import Row, combine_results, read_gradebook, write_gradebook
+from grader.classroom.owned import take_owned_files
 from grader.classroom.roster import Student
 from grader.course import Assignment
 
@@ -96,10 +97,12 @@ def ungradable(student: Student, run: ClassRun, maxima: dict, error: BaseExcepti
 
 def grade_student(student: Student, run: ClassRun, recorded: dict, maxima: dict,
                   grader_commit: str) -> list[Row]:
-    """One row per assignment; each at its own recorded commit, fetched by hash."""
+    """One row per assignment; each at its own recorded commit, fetched by hash into one
+    bare store per student, its student-owned files read from git's objects (owned.py)."""
     started = time.monotonic()
-    rows, trees = [], {}
+    rows, fetched = [], {}
     with tempfile.TemporaryDirectory(prefix="llmlab-class-") as tmp:
+        store = Path(tmp) / "store"
         for assignment in run.assignments:
             choice = choose(student, assignment.name,
                             recorded.get((student.name, assignment.name), []), run.schedule,
@@ -113,11 +116,12 @@ def grade_student(student: Student, run: ClassRun, recorded: dict, maxima: dict,
             if choice.status:
                 continue
             try:
-                if choice.commit not in trees:
-                    tree = Path(tmp) / f"tree{len(trees)}"
-                    trees[choice.commit] = (tree, fetch_commit(student.repository,
-                                                               choice.commit, tree))
-                tree, row.commit = trees[choice.commit]
+                if choice.commit not in fetched:
+                    fetched[choice.commit] = fetch_commit(student.repository, choice.commit,
+                                                          store)
+                row.commit = fetched[choice.commit]
+                tree = Path(tmp) / assignment.name
+                problems = take_owned_files(store, row.commit, assignment, tree)
             except CommitGone as error:
                 row.status = str(error)
                 continue
@@ -126,18 +130,19 @@ def grade_student(student: Student, run: ClassRun, recorded: dict, maxima: dict,
                 continue
             left = None if run.total_budget_s is None else \
                 max(1.0, run.total_budget_s - (time.monotonic() - started))
-            _grade_into(row, tree, assignment, run, left)
+            _grade_into(row, tree, problems, assignment, run, left)
     return rows
 
 
-def _grade_into(row: Row, tree: Path, assignment: Assignment, run: ClassRun,
+def _grade_into(row: Row, tree: Path, problems: dict, assignment: Assignment, run: ClassRun,
                 budget_s: float | None) -> None:
     from grader.pipeline.grade import GradeOptions, grade, stage
 
     output = run.out / row.student / "results" / f"{assignment.name}.json"
     output.parent.mkdir(parents=True, exist_ok=True)
     staged = stage(tree, [assignment])
-    staged.source, staged.commit = row.repository, row.commit   # not the temporary clone
+    staged.problems.update(problems)        # why a file was not taken, not "missing"
+    staged.source, staged.commit = row.repository, row.commit   # not the temporary store
     try:
         report = grade(staged, GradeOptions([assignment], suite=run.suite, output=output,
                                             total_budget_s=budget_s), log=lambda m: None)

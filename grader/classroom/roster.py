@@ -6,7 +6,15 @@
 
 A commit in the roster is used for every assignment that has no commit recorded by
 a freeze (freeze.py). Other columns (section, canvas_id, sis_id, name) are kept for
-exports. Student names become folder names, so they are letters, digits, . _ -.
+exports.
+
+Every field that reaches git or the disk is checked when the roster is read, and a
+bad one is refused with its line and column, before anything runs: a student name
+becomes a folder name, so it is letters, digits, . _ - and starts with a letter or
+digit (no "/", "..", leading "-"); a repository is a URL or an absolute path that git
+cannot read as an option or a command (git.unsafe_repository); a commit is a full
+hexadecimal hash. A course that copies student-supplied URLs into its roster is then
+safe to `freeze` and `grade` (under sudo, in grade-class.yml).
 """
 
 from __future__ import annotations
@@ -16,7 +24,9 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
+from grader.classroom.git import COMMIT, unsafe_repository
+
+SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}\Z")
 
 
 @dataclass
@@ -28,33 +38,36 @@ class Student:
 
 
 def read_roster(path: Path) -> list[Student]:
-    """The students of `path`, in its order; ValueError names a bad line."""
+    """The students of `path`, in its order; ValueError names a bad line and field."""
     with open(path, newline="") as f:
-        rows = list(csv.DictReader(f))
+        reader, rows, line = csv.DictReader(f), [], 2
+        for row in reader:                      # a quoted field may span lines
+            rows.append((line, row))
+            line = reader.line_num + 1
     students = []
-    for number, row in enumerate(rows, start=2):
-        name, repository = (row.get("student") or "").strip(), (row.get("repository") or "").strip()
-        if not SAFE_NAME.match(name):
-            raise ValueError(f"{path}:{number}: student {name!r} must be letters, digits, . _ -")
+    for number, row in rows:
+        name, repository, commit = ((row.get(key) or "").strip()
+                                    for key in ("student", "repository", "commit"))
+        commit, where = commit.lower(), f"{path}:{number}"
+        if not SAFE_NAME.fullmatch(name):
+            raise ValueError(f"{where}: student {name!r} must be letters, digits, . _ - "
+                             "(starting with a letter or digit)")
         if not repository:
-            raise ValueError(f"{path}:{number}: repository is empty")
+            raise ValueError(f"{where}: repository is empty")
+        why = unsafe_repository(repository)
+        if why:
+            raise ValueError(f"{where}: repository {repository!r} refused: {why}")
+        if commit and not COMMIT.fullmatch(commit):
+            raise ValueError(f"{where}: commit {commit!r} must be a full hexadecimal hash "
+                             "(40 characters)")
         extra = {k: (v or "").strip() for k, v in row.items()
                  if k and k not in ("student", "repository", "commit")}
-        students.append(Student(name, repository, (row.get("commit") or "").strip(), extra))
+        students.append(Student(name, repository, commit, extra))
     names = [s.name for s in students]
     duplicates = sorted({n for n in names if names.count(n) > 1})
     if duplicates:
         raise ValueError(f"{path}: students listed twice: {', '.join(duplicates)}")
     return students
-
-
-def write_roster(path: Path, students: list[Student]) -> None:
-    extra = list(dict.fromkeys(k for s in students for k in s.extra))
-    with open(path, "w", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(["student", "repository", "commit", *extra])
-        for s in students:
-            writer.writerow([s.name, s.repository, s.commit, *(s.extra.get(k, "") for k in extra)])
 
 
 def shard(students: list[Student], spec: str | None) -> list[Student]:

@@ -6,6 +6,11 @@
 object that is not plain data (a class instance, a bound method) stays in the
 worker and comes back as a `RemoteObject`, a handle that later requests can
 name; `to_wire` and `from_wire` turn one into the other.
+
+A kernel function (the manifest's `kernel_functions`, grader/course.py) is never
+called plainly: `kernel_checked` runs it inside a probe that replays its Triton
+launches (grader/kit/kernels.py), and a result the launches did not compute fails
+the test that asked for it, whichever test that is.
 """
 
 from __future__ import annotations
@@ -16,8 +21,10 @@ from grader.isolation.worker import WorkerProcess
 class StudentProxy:
     """The student's module, seen from the trusted process."""
 
-    def __init__(self, worker: WorkerProcess, module: str, seed: int = 0):
+    def __init__(self, worker: WorkerProcess, module: str, seed: int = 0,
+                 kernels: tuple[str, ...] = ()):
         self._worker, self._module, self._seed = worker, module, seed
+        self._kernels = frozenset(kernels)  # functions whose launches must compute their result
         self._calls = 0
 
     def __getattr__(self, name: str):
@@ -42,6 +49,8 @@ class RemoteFunction:
 
     def __call__(self, *args, **kwargs):
         proxy = self.proxy
+        if self.name in proxy._kernels:
+            return kernel_checked(proxy, self.name, args, kwargs)
         target = ("module", proxy._module, self.name)
         return call_remote(proxy._worker, target, args, kwargs, seed=proxy._next_seed())
 
@@ -66,6 +75,23 @@ class RemoteObject:
 
     def __repr__(self) -> str:
         return f"<student {self._type_name}>"
+
+
+NOT_THE_KERNELS = "the returned values were not computed by the kernel's launches"
+
+
+def kernel_checked(proxy: StudentProxy, name: str, args, kwargs):
+    """A kernel function's call: its result, or AssertionError saying why its Triton launches,
+    replayed from its inputs alone, do not compute it (grader/kit/kernels.py)."""
+    from grader.kit.kernels import kernel_checked_call
+    from grader.kit.probes import run_probe
+
+    reply = run_probe(proxy, kernel_checked_call, name, list(args), kwargs)
+    if type(reply) is not dict or set(reply) != {"result", "failure"}:
+        raise AssertionError(f"{name}: {NOT_THE_KERNELS} (the check's reply was tampered with)")
+    if reply["failure"] is not None:
+        raise AssertionError(f"{name}: {NOT_THE_KERNELS}: {reply['failure']}")
+    return reply["result"]
 
 
 def call_remote(worker: WorkerProcess, target: tuple, args, kwargs, seed: int = 0,

@@ -143,7 +143,7 @@ class WorkerProcess:
     def _await_greeting(self) -> None:
         """The worker says it is ready before anything else; otherwise it never started."""
         try:
-            hello = self._receive(IMPORT_TIMEOUT_S)
+            hello = self._receive(IMPORT_TIMEOUT_S, wire.reply_limit(None))
         except StudentCrash as crash:
             hello = f"nothing ({crash})"
         if hello != wire.READY:
@@ -298,7 +298,7 @@ class WorkerProcess:
     def _exchange(self, message: dict, timeout_s: float, during: str) -> dict:
         try:
             wire.write_frame(self.to_worker, message)
-            reply = self._receive(timeout_s)
+            reply = self._receive(timeout_s, wire.reply_limit(message))
         except StudentCrash as crash:
             self.stop()
             raise StudentCrash(f"{crash} while {during}") from None
@@ -312,30 +312,29 @@ class WorkerProcess:
             raise StudentCrash(f"the worker sent a malformed reply while {during}")
         return reply
 
-    def _receive(self, timeout_s: float) -> object:
+    def _receive(self, timeout_s: float, limit: int) -> object:
         """The worker's next frame, as plain data; a hang, a memory bomb or a forged frame
-        is a StudentCrash."""
+        is a StudentCrash. Its sizes are checked before they are read (wire.read_reply):
+        this process never holds more than `limit` bytes of a reply it has not checked."""
         deadline = time.monotonic() + timeout_s
-        header = self._read(wire.HEADER.size, deadline, timeout_s)
+        header = bytearray(wire.HEADER.size)
+        self._read_into(memoryview(header), deadline, timeout_s)
         (length,) = wire.HEADER.unpack(header)
-        if length > wire.MAX_REPLY_BYTES + (1 << 20):  # never read more than may be kept
-            raise StudentCrash(f"the worker sent a frame of {length} bytes")
-        payload = self._read(length, deadline, timeout_s)
         try:
-            wire.check_frame(payload)
-            reply = wire.decode_frame(payload)
-            wire.check_reply(reply)
+            return wire.read_reply(
+                functools.partial(self._read_into, deadline=deadline, timeout_s=timeout_s),
+                length, limit)
         except wire.BadReply as error:
             raise StudentCrash(f"the worker sent a malformed reply: {error}") from None
+        except StudentCrash:
+            raise
         except Exception as error:  # a forged or corrupt frame torch.load refused
             raise StudentCrash(f"the worker sent data that is not plain ({error})") from None
-        return reply
 
-    def _read(self, n: int, deadline: float, timeout_s: float) -> bytes:
-        """n bytes from the worker, checking its memory every WATCH_S while it computes
+    def _read_into(self, view: memoryview, deadline: float, timeout_s: float) -> None:
+        """Fill `view` from the worker, checking its memory every WATCH_S while it computes
         and as its reply arrives (a thread may hoard memory while replies stay fast)."""
-        chunks, remaining = [], n
-        while remaining:
+        while view:
             self._check_memory()
             left = min(deadline, self.test_deadline) - time.monotonic()
             ready, _, _ = select.select([self.from_worker], [], [], min(WATCH_S, max(0.0, left)))
@@ -345,14 +344,11 @@ class WorkerProcess:
                 if time.monotonic() >= self.test_deadline:
                     raise StudentCrash(self.over_budget)
                 continue
-            chunk = os.read(self.from_worker, min(remaining, 1 << 20))
-            if not chunk:
+            got = os.readv(self.from_worker, [view[:1 << 20]])
+            if not got:
                 code = self.process.wait(timeout=5) if self.process else None
                 raise StudentCrash(self._killed_for_memory() or describe_exit(code))
-            chunks.append(chunk)
-            remaining -= len(chunk)
-        return b"".join(chunks)
-
+            view = view[got:]
 
     # -------------------------------------------------------------- memory --
     def _check_memory(self) -> None:

@@ -148,11 +148,26 @@ class Worker:
                 return
             try:
                 reply = {"ok": True, "value": self.handle(request)}
+                check_sendable(request, reply)
                 wire.write_frame(fd_out, reply)
             except BaseException as error:  # noqa: BLE001 - everything is reported
                 if isinstance(error, KeyboardInterrupt):
                     raise
                 wire.write_frame(fd_out, {"ok": False, "error": describe_error(error)})
+
+
+def check_sendable(request: dict, reply: dict) -> None:
+    """What the trusted side would refuse (wire.read_reply), refused here first as a
+    ValueError the student can read: their code returned too much for this request. The
+    trusted side checks again: this check runs beside student code."""
+    limit = wire.reply_limit(request)
+    try:
+        wire.check_plain(reply["value"], limit)
+        if limit < wire.MAX_REPLY_BYTES:  # small: measure it exactly, as it will be read
+            wire.check_payload(wire.encode(reply), limit)
+    except wire.BadReply as error:
+        what = "answer" if request.get("op") == "capture" else "value"
+        raise ValueError(f"your {what} cannot be sent to the grader: {error}") from None
 
 
 def probe_namespace() -> dict:
@@ -177,7 +192,7 @@ def define_probe(source: str, name: str):
 def describe_error(error: BaseException) -> dict:
     frames = traceback.format_exception(type(error), error, error.__traceback__)
     return {
-        "type": type(error).__name__,
+        "type": type(error).__name__[:200],
         "builtin": getattr(builtins, type(error).__name__, None) is type(error),
         "message": str(error)[:4000],
         "traceback": "".join(frames)[-6000:],

@@ -274,12 +274,16 @@ class NotebookRun:
     errors_before: dict[str, int] = field(default_factory=dict)  # question -> len(errors)
     stopped: str | None = None       # why the run ended early, naming the cell
     problem: str | None = None       # why the notebook was not run at all
+    unread: dict[str, str] = field(default_factory=dict)  # question -> why its answers
+    #                                  could not be sent (too large, not plain: wire.py)
     key: dict[str, Question] = field(default_factory=dict)   # the questions it was run for
 
     def answers_for(self, question: Question) -> dict[str, object]:
         """The question's captured answers; fails saying why when there are none."""
         if self.problem:
             raise AssertionError(f"your notebook was not graded: {self.problem}")
+        if question.id in self.unread:
+            raise AssertionError(f"your answer could not be read: {self.unread[question.id]}")
         if question.id not in self.answers:
             raise AssertionError(f"the notebook stopped before this question: {self.stopped}")
         return self.answers[question.id]
@@ -355,6 +359,9 @@ def run_notebook(worker, steps: list) -> NotebookRun:
             result.stopped = f"{step_label(step)}: {crash}"
             break
         except Exception as error:  # the cell raised: reported, and the run goes on
+            if isinstance(step, Capture):  # the worker refused to send the answers
+                result.unread[step.question] = f"{type(error).__name__}: {error}"[:300]
+                continue
             said = f": {_shown(str(error))}" if str(error) else ""
             result.errors.append(f"{step_label(step)} raised {type(error).__name__}{said}")
     return result

@@ -29,7 +29,7 @@ import pytest  # noqa: I001  (after hypothesis_setup: environment first)
 
 from grader.course import REPO, Assignment, assignment_of_path
 from grader.kit import profiles as hypothesis_setup  # noqa: F401  (sets TRITON_INTERPRET, profiles)
-from grader.kit.describe import plain_failure, property_of
+from grader.kit.describe import failure_record, property_of, render_failure
 
 
 def pytest_addoption(parser):
@@ -213,9 +213,12 @@ class Session:
             status, message = "skipped", str(reason)
         else:
             status = "ungradable" if getattr(report, "llmlab_ungradable", False) else "failed"
-            message = getattr(report, "llmlab_message", None) or report.longreprtext[-3000:]
+            failure = getattr(report, "llmlab_failure", None) or _failure_without_error(report)
+            message = render_failure(failure)
         record = {"event": "finished", "nodeid": report.nodeid, "status": status,
                   "message": message, "duration": round(report.duration, 3)}
+        if not (report.passed or report.skipped):
+            record["failure"] = failure   # the fields the report renders (describe.py)
         if share is not None:
             record["fraction"] = share
         if hasattr(report, "llmlab_student_s"):  # time in student code (timings.py)
@@ -255,7 +258,8 @@ def student(request):
     worker = session.worker(assignment)
     worker.new_test(**session.test_budget(assignment, request.node.nodeid))
     request.node.llmlab_worker = worker  # its time in student code goes in the result log
-    return StudentProxy(worker, assignment.module, seed=seed)
+    return StudentProxy(worker, assignment.module, seed=seed,
+                        kernels=assignment.kernel_functions)
 
 
 @pytest.fixture
@@ -386,5 +390,13 @@ def pytest_runtest_makereport(item, call):
 
         error = call.excinfo.value
         report.llmlab_ungradable = isinstance(error, GraderFault)
-        report.llmlab_message = plain_failure(error, item)
+        report.llmlab_failure = failure_record(error, item, public=is_public_path(item.fspath))
     return report
+
+
+def _failure_without_error(report) -> dict:
+    """A failure pytest reports with no exception (a strict xfail that passed): its text
+    is pytest's own, shown for a public test only (a hidden one's would be its source)."""
+    public = is_public_path(report.fspath)
+    return {"property": "", "kind": "check",
+            "check": report.longreprtext[-3000:] if public else "the test failed"}

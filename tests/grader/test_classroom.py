@@ -14,6 +14,7 @@ from grader.classroom.exports import export
 from grader.classroom.freeze import Record, choose, freeze, read_records
 from grader.classroom.git import CommitGone, GitError, fetch_commit
 from grader.classroom.gradebook import Row, merge, read_gradebook, write_gradebook
+from grader.classroom.owned import take_owned_files
 from grader.classroom.roster import Student, read_roster, shard
 from grader.cli import main
 from grader.course import ASSIGNMENTS, REPO
@@ -164,7 +165,10 @@ def test_the_recorded_commit_is_fetched_by_hash_after_the_branch_moved(tmp_path)
     repo = student_repository(tmp_path, "ada", None)
     first = git("rev-parse", "HEAD", cwd=repo)
     commit(repo, QUANTIZATION.student_path(repo), QUANTIZATION.reference_path(), "later")
-    assert fetch_commit(str(repo), first, tmp_path / "tree") == first
+    assert fetch_commit(str(repo), first, tmp_path / "store") == first
+    assert take_owned_files(tmp_path / "store", first, QUANTIZATION, tmp_path / "tree") == {
+        "quantization.notebook": "assignments/quantization/concepts.ipynb is missing from the "
+                                 "submission"}
     assert "not started" in QUANTIZATION.student_path(tmp_path / "tree").read_text()
 
 

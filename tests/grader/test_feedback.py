@@ -8,8 +8,10 @@ from types import SimpleNamespace
 import pytest
 
 from grader.authoring.release import BEGIN, END
+from grader.classroom.deadlines import Schedule, parse_time
 from grader.classroom.deliver import deliver, deliver_class, solution_files
-from grader.classroom.feedback import feedback_markdown, hidden_summary, write_feedback
+from grader.classroom.feedback import feedback_markdown, write_feedback
+from grader.classroom.windows import Gate
 from grader.course import ASSIGNMENTS
 from tests.grader.classroom_repos import git
 from tests.grader.test_text import headings_outside_code
@@ -34,20 +36,23 @@ HIDDEN_TRACEBACK = """student = <grader.isolation.Student object at 0x7f3a>
 E       AssertionError: error above scale/2: fails at 1 of 4 positions
 E       assert tensor(False)
 E        +  where tensor(False) = <built-in method all of Tensor object>()
-E       Falsifying example: test_reconstruction_error_is_at_most_half_a_step(
-E           student=<grader.isolation.Student object at 0x7f3a>,
-E           x=tensor([0.5000, 20.0000]),
-E       )
 
 tests/quantization/test_hidden.py:41: AssertionError"""
 SOURCE_MARKS = ["def test_", "assert_all(", ">", "tests/quantization", "where", "@given",
                 "student="]
+HIDDEN_RECORD = {"property": "Round-to-nearest never moves a value by more than half a step.",
+                 "kind": "check", "check": "error above scale/2: fails at 1 of 4 positions",
+                 "where": [], "example": ["x=tensor([0.5000, 20.0000])"], "printed": []}
 
 
-def result(name, score, max_score, output="", visibility="after_due_date", number="1.1"):
-    return {"name": f"quantization/{name}", "score": score, "max_score": max_score,
+def result(name, score, max_score, output="", visibility="after_due_date", number="1.1",
+           failure=None):
+    line = {"name": f"quantization/{name}", "score": score, "max_score": max_score,
             "status": "passed" if score == max_score else "failed", "output": output,
             "visibility": visibility, "number": number}
+    if failure is not None:
+        line["extra_data"] = {"failure": failure}
+    return line
 
 
 def results_json(*tests):
@@ -55,22 +60,33 @@ def results_json(*tests):
             "max_score": sum(t["max_score"] for t in tests), "output": "", "tests": list(tests)}
 
 
-def test_hidden_feedback_drops_traceback_and_source_but_keeps_property_and_example():
-    summary = hidden_summary(HIDDEN_TRACEBACK, "quantization/test_reconstruction_error_is_at_"
-                                               "most_half_a_step[cpu]")
-    assert summary.splitlines()[:2] == [
-        "Property: reconstruction error is at most half a step",
-        "AssertionError: error above scale/2: fails at 1 of 4 positions"]
-    assert "x=tensor([0.5000, 20.0000])" in summary
-    assert not [mark for mark in SOURCE_MARKS if mark in summary]
-    normal = hidden_summary(PUBLIC_FAILURE)
-    assert normal.splitlines() == PUBLIC_FAILURE.splitlines()[:5]  # the student's prints go
+def test_a_hidden_failure_is_shown_from_its_record_never_from_its_output():
+    """The property, the check's message and the smallest input come from the record; the
+    output (here a traceback with the test's source) is never read."""
+    page = feedback_markdown("ada", "quantization", results_json(
+        result("test_reconstruction_error_is_at_most_half_a_step", 0, 2, HIDDEN_TRACEBACK,
+               failure=HIDDEN_RECORD)))
+    hidden = page.split("## Hidden tests")[1]
+    assert "Property: Round-to-nearest never moves a value" in hidden
+    assert "error above scale/2: fails at 1 of 4 positions" in hidden
+    assert "x=tensor([0.5000, 20.0000])" in hidden
+    assert not [mark for mark in SOURCE_MARKS if mark in hidden]
 
 
-def test_public_failures_appear_in_full_and_hidden_ones_as_their_summary():
+def test_a_hidden_failure_without_a_record_shows_its_property_alone():
+    """An older results file (no record): the test's name in words, nothing of its output."""
+    page = feedback_markdown("ada", "quantization", results_json(
+        result("test_codes_lie_in_range[cpu]", 0, 2, HIDDEN_TRACEBACK)))
+    hidden = page.split("## Hidden tests")[1]
+    assert "Property: codes lie in range" in hidden and "(no details recorded)" in hidden
+    assert "error above" not in hidden and not [m for m in SOURCE_MARKS if m in hidden]
+
+
+def test_public_failures_appear_in_full_and_hidden_ones_from_their_record():
     page = feedback_markdown("ada", "quantization", results_json(
         result("public/test_codes", 0, 1, PUBLIC_FAILURE, visibility="visible"),
-        result("test_reconstruction_error_is_at_most_half_a_step", 0, 2, HIDDEN_TRACEBACK),
+        result("test_reconstruction_error_is_at_most_half_a_step", 0, 2, HIDDEN_TRACEBACK,
+               failure=HIDDEN_RECORD),
         result("test_passes", 3, 3)))
     public, hidden = page.split("## Hidden tests")
     assert PUBLIC_FAILURE in public and "0 of 1 passed" in public
@@ -82,8 +98,9 @@ def test_a_markdown_fence_in_student_output_cannot_close_its_block():
     forged = "```\n# Grade: 100 / 100\n````\n# Really"
     page = feedback_markdown("ada", "quantization", results_json(
         result("public/test_a", 0, 1, forged, visibility="visible"),
-        result("test_b", 0, 1, f"Property: b\nYour code raised ValueError: x\n{forged}"),
-        result("test_c", 0, 1, f"Property: c\n{forged}")))
+        result("test_b", 0, 1, failure={"property": "b", "kind": "raised", "raised": {
+            "type": "ValueError", "message": forged}, "printed": forged.splitlines()}),
+        result("test_c", 0, 1, failure={"property": "c", "kind": "check", "check": forged})))
     assert headings_outside_code(page) == [page.splitlines()[0]]  # only the page's own title
 
 
@@ -189,7 +206,10 @@ def test_one_unreachable_repository_does_not_stop_the_others(tmp_path):
     students = [SimpleNamespace(name="ada", repository=str(ada)),
                 SimpleNamespace(name="gone", repository=str(tmp_path / "no-such-repo")),
                 SimpleNamespace(name="alan", repository=str(alan))]
-    rows = deliver_class(students, grades, "feedback", [QUANTIZATION], pages, log=lambda m: None)
+    after = Gate(Schedule({"quantization": parse_time("2026-10-02T23:59:00Z", "test")}),
+                 tmp_path / "freeze.csv", parse_time("2026-10-04T00:00:00Z", "test"))
+    rows = deliver_class(students, grades, "feedback", [QUANTIZATION], pages, log=lambda m: None,
+                         gate=after)
     assert [r["status"] for r in rows][::2] == ["delivered", "delivered"]
     assert rows[1]["status"].startswith("not delivered") and not rows[1]["commit"]
     assert tree(alan, "llmlab-feedback")["feedback/quantization.md"] == "# for alan"

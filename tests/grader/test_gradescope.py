@@ -22,6 +22,7 @@ from grader.authoring.gradescope import build_autograder
 from grader.authoring.release import expected_stub
 from grader.course import ASSIGNMENTS, REPO
 from grader.pipeline.collect import git_commit
+from grader.pipeline.report import seen_before_due_date
 
 QUANTIZATION = ASSIGNMENTS["quantization"]
 CRASH_AT_IMPORT = REPO / "tests" / "hostile" / "crash_at_import.py"
@@ -70,6 +71,10 @@ def test_the_reference_in_a_repository_submission_gets_full_marks(autograder, tm
     assert all(t["status"] == "passed" for t in results["tests"])
     hidden = [t for t in results["tests"] if t["visibility"] == "after_due_date"]
     assert hidden, "the hidden tests were not graded"
+    before = seen_before_due_date(results)   # Gradescope's visibility: public tests only
+    assert "score" not in before and before["tests"] and all(
+        t["name"].startswith("quantization/public/") for t in before["tests"])
+    assert not [t["name"] for t in hidden if t["name"] in before["output"]]
     assert results["extra_data"]["grader_commit"] == git_commit(REPO), \
         "the autograder's copy has no git history: grading reports the commit it was built at"
 

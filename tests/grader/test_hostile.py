@@ -8,7 +8,7 @@ grading returns (no process, no scratch directory, no file in /dev/shm). A
 file's header says which assignment it attacks (`Target:`, default
 quantization), with which suite (`Suite:`, default public) and, with
 `Attacks:`, which of that assignment's tests (a regular expression on the test
-name; default all of them).
+name; default all of them); `Tasks:` grades only those tasks' tests (default all).
 """
 
 import json
@@ -38,6 +38,13 @@ def bystander_of(target):
     fast_first = sorted(ASSIGNMENTS.values(), key=lambda a: (a.name not in ("moe", "lora"),
                                                              a.number))
     return next((a for a in fast_first if a.name != target.name), None)
+
+
+def tasks_of(hostile: Path) -> tuple[str, ...]:
+    """The tasks graded (`Tasks:`, default all), and then every task of the bystander."""
+    tasks = tuple((header(hostile, "Tasks") or "").split())
+    bystander = bystander_of(target_of(hostile))
+    return tasks + tuple(t.id for t in bystander.tasks) if tasks and bystander else tasks
 
 
 def header(path: Path, field: str) -> str | None:
@@ -141,8 +148,8 @@ def test_a_hostile_submission_scores_zero_and_grading_goes_on(hostile, tmp_path,
     staged = stage(root, assignments)
     leftovers = Leftovers(monkeypatch)
     try:
-        report = grade(staged, GradeOptions(assignments, suite=suite, output=output),
-                       log=lambda *_: None)
+        report = grade(staged, GradeOptions(assignments, suite=suite, output=output,
+                                            tasks=tasks_of(hostile)), log=lambda *_: None)
         left = leftovers.found()
     finally:
         staged.cleanup()

@@ -289,9 +289,9 @@ def test_one_wrong_answer_loses_exactly_its_points(tmp_path):
     output = tests[answer_cell(4)[:-7]]["output"]
     assert "not the right answer (you gave cached_score_entries = 1048576)" in output
     # the class feedback page shows it (a hidden failure keeps its message, never code)
-    from grader.classroom.feedback import hidden_summary
+    from grader.classroom.feedback import hidden_failure
 
-    assert "not the right answer" in hidden_summary(output)
+    assert "not the right answer" in hidden_failure(tests[answer_cell(4)[:-7]])
 
 
 @pytest.mark.parametrize("hostile, says", [

@@ -5,13 +5,20 @@ number of values it holds (shared references counted at every visit) and, before
 decoding, the archive it came in.
 """
 
+import collections
 import io
 import zipfile
 
 import pytest
 import torch
 
-from grader.isolation.wire import BadReply, check_frame, check_reply
+from grader.isolation.wire import (
+    MAX_ANSWER_BYTES,
+    BadReply,
+    check_frame,
+    check_payload,
+    check_reply,
+)
 
 
 def saved(value) -> bytes:
@@ -69,3 +76,19 @@ def test_a_compressed_archive_is_refused_before_decoding():
 def test_garbage_is_refused_before_decoding():
     with pytest.raises(BadReply, match="not a torch.save archive"):
         check_frame(b"\x80\x04garbage")
+
+
+def test_a_reply_is_read_within_its_requests_budget():
+    assert check_payload(saved({"ok": True, "value": 3}), MAX_ANSWER_BYTES)["value"] == 3
+    with pytest.raises(BadReply, match="more than the 65536"):
+        check_payload(saved({"ok": True, "value": torch.zeros(20_000)}), MAX_ANSWER_BYTES)
+
+
+@pytest.mark.parametrize("value, says", [
+    (torch.zeros(1).expand(1 << 31), "more than the 1073741824 bytes"),  # by shape
+    (10 ** 2000, "an integer of"),
+    (collections.Counter(a=1), "the global collections.Counter"),
+])
+def test_declared_sizes_and_types_are_refused_before_they_are_used(value, says):
+    with pytest.raises(BadReply, match=says):
+        check_payload(saved({"ok": True, "value": value}), 1 << 30)
