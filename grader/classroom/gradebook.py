@@ -25,14 +25,30 @@ from pathlib import Path
 from grader.classroom.cells import cells, uncell
 from grader.course import ASSIGNMENTS
 
-GRADED = "graded"
+# A row's status says what its score is. Only two kinds are the student's own and go to
+# an LMS as a number (`of_record`); every other row exports blank, saying why:
+GRADED = "graded"                         # the code at the chosen commit earned `score`
+NOTHING_SUBMITTED = "nothing submitted"   # window closed, nothing to grade: a real zero
+NOT_DUE = "not due"                       # "not due (deadline 2026-10-02T23:59:00+00:00)"
+WINDOW_OPEN = "window open"               # deadline passed, extension or late window open:
+                                          # a provisional score, regraded once it ends
+UNREACHABLE = "unreachable"               # the freeze or the fetch could not read it
+UNGRADABLE = "ungradable"                 # the grader failed (not the student): grade again
+NOT_RECORDED = "no commit recorded"       # window closed and the freeze saw nothing
+OF_RECORD = (GRADED, NOTHING_SUBMITTED)
+
+
+def of_record(row: "Row") -> bool:
+    """Whether row.score is the student's grade of record (possibly a real zero), not a
+    placeholder for a row that is not due, still open, unreachable or ungradable."""
+    return any(row.status == kind or row.status.startswith(kind + " ") for kind in OF_RECORD)
 
 
 @dataclass
 class Row:
     student: str
     assignment: str
-    score: float = 0.0          # after the late penalty: the grade of record
+    score: float = 0.0          # final: raw x (1 - penalty) + adjustment, in [0, max_score]
     max_score: float = 0.0      # always the assignment's full points, graded or not
     raw_score: float = 0.0      # before the penalty
     days_late: int = 0
@@ -44,6 +60,8 @@ class Row:
     graded_at: str = ""
     grader_commit: str = ""
     review: str = ""            # constructs flagged for a person to look at
+    adjustment: float = 0.0     # points an instructor override added (may be negative)
+    override: str = ""          # the override's reason, when one applies (overrides.toml)
 
     def __post_init__(self):
         for name, kind in NUMBERS.items():      # one spelling in every file: 5.0, not 5
@@ -56,7 +74,7 @@ class Row:
 
 COLUMNS = [f.name for f in fields(Row)]
 NUMBERS = {"score": float, "max_score": float, "raw_score": float, "days_late": int,
-           "penalty": float}
+           "penalty": float, "adjustment": float}
 
 
 def read_gradebook(folder: Path) -> dict[tuple[str, str], Row]:
