@@ -244,9 +244,10 @@ def release(out: Path, assignments=None) -> WriteLog:
     return write_tree(Path(out), files, owned)
 
 
-def solutions(out: Path, assignments=None) -> WriteLog:
-    """Publish the solutions as solutions/<name>/<file> (and the answered notebook, its
-    checks shown); no student file is touched."""
+def solution_files(assignments=None) -> dict[str, bytes]:
+    """The published solutions, path -> content, for `grader solutions` and
+    `grader class deliver --what solutions` alike: solutions/<name>/<file> (the reference
+    without its markers) and, where there is one, the answered notebook, its checks shown."""
     files = {}
     for a in assignments or ASSIGNMENTS.values():
         files[f"solutions/{a.name}/{a.student_file}"] = strip_markers(
@@ -255,6 +256,12 @@ def solutions(out: Path, assignments=None) -> WriteLog:
             from grader.authoring.notebooks import solved_notebook
 
             files[f"solutions/{a.name}/{a.concepts.notebook}"] = solved_notebook(a)
+    return files
+
+
+def solutions(out: Path, assignments=None) -> WriteLog:
+    """Publish `solution_files` under `out`; no student file is touched."""
+    files = solution_files(assignments)
     owned = {relative for relative in files if (Path(out) / relative).exists()}
     return write_tree(Path(out), files, owned)
 

@@ -4,7 +4,8 @@ Each student gets one commit on a branch of their own repository (`llmlab-feedba
 `llmlab-solutions`), whose parent is the commit that was graded and which only adds files:
 
     feedback/<assignment>.md              the page written by feedback.py
-    solutions/<assignment>/<file>         the reference without its solution markers
+    solutions/<assignment>/<file>         what `grader solutions` writes: the reference
+                                          without its markers, the answered notebook
 
 The commit is built with git's plumbing in a clone without a checkout, so no student
 file is ever written here and none of their hooks or filters runs. A path that already
@@ -12,8 +13,9 @@ exists in the student's tree is refused, never overwritten, and so is one that a
 case-insensitive or normalising file system (macOS, Windows) would take for one of
 theirs (`fold`); an existing branch is replaced only if the grader wrote it. Nothing
 reaches a student who may still submit (windows.py decides, and records each delivery
-in freeze.csv first). A workflow step then opens the pull requests from delivered.csv
-with `gh pr create`.
+in freeze.csv first). Each delivery appends one row per student to delivered.csv as soon
+as that student is done (`append_rows`), so the file is the history of every delivery;
+a workflow step then opens the pull requests from its rows with `gh pr create`.
 """
 
 from __future__ import annotations
@@ -31,7 +33,8 @@ from grader.classroom.windows import Gate
 from grader.course import ASSIGNMENTS, Assignment
 
 BRANCHES = {"feedback": "llmlab-feedback", "solutions": "llmlab-solutions"}
-COLUMNS = ["student", "repository", "branch", "commit", "status", "delivered_at", "early"]
+COLUMNS = ["student", "repository", "branch", "commit", "status", "delivered_at", "early",
+           "assignments"]
 
 
 def deliver(repository: str, base_commit: str, branch: str, files: dict[str, bytes],
@@ -121,12 +124,12 @@ def ours_to_replace(branch: str, workdir: Path) -> list[str]:
 
 
 def solution_files(assignment: Assignment | str) -> dict[str, bytes]:
-    """solutions/<name>/<file>: the reference without its markers, as release.solutions()."""
-    from grader.authoring.release import strip_markers
+    """What `grader solutions` publishes for one assignment (release.solution_files): the
+    reference without its markers and the answered notebook."""
+    from grader.authoring import release
 
-    a = ASSIGNMENTS[assignment] if isinstance(assignment, str) else assignment
-    return {f"solutions/{a.name}/{a.student_file}":
-            strip_markers(a.reference_path().read_text()).encode()}
+    return release.solution_files([ASSIGNMENTS[assignment] if isinstance(assignment, str)
+                                   else assignment])
 
 
 def deliver_class(roster_students, grades_dir: Path, what: str, assignments: list[Assignment],
@@ -152,7 +155,8 @@ def deliver_class(roster_students, grades_dir: Path, what: str, assignments: lis
     for student in roster_students:
         row = {"student": student.name, "repository": student.repository, "branch": branch,
                "commit": "", "status": waiting.get(student.name, "delivered"),
-               "delivered_at": gate.now.isoformat(timespec="seconds"), "early": gate.early}
+               "delivered_at": gate.now.isoformat(timespec="seconds"), "early": gate.early,
+               "assignments": " ".join(a.name for a in assignments)}
         # One commit for all the assignments: on the graded commit of the latest one.
         base = next((graded[student.name, a.name] for a in latest_first
                      if graded.get((student.name, a.name))), getattr(student, "commit", ""))
@@ -168,7 +172,7 @@ def deliver_class(roster_students, grades_dir: Path, what: str, assignments: lis
             row["status"] = f"not delivered: {error}"
         log(f"{student.name}: {row['status']}")
         rows.append(row)
-        write_rows(grades_dir / "delivered.csv", rows)
+        append_rows(grades_dir / "delivered.csv", [row])
     return rows
 
 
@@ -190,9 +194,25 @@ def feedback_files(feedback_dir: Path, student: str, assignments) -> dict[str, b
             if page.is_file()}
 
 
-def write_rows(path: Path, rows: list[dict]) -> None:
+def append_rows(path: Path, rows: list[dict]) -> None:
+    """Add `rows` to delivered.csv, never rewriting what is there; a file written with
+    fewer columns first gets today's header, once, its rows kept (written whole, then
+    renamed into place)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w", newline="") as f:
-        writer = csv.DictWriter(f, COLUMNS)
-        writer.writeheader()
+    if path.exists():
+        with open(path, newline="") as f:
+            reader = csv.DictReader(f)
+            if reader.fieldnames != COLUMNS:
+                old = list(reader)
+                tmp = path.with_name(f".{path.name}.tmp")
+                with open(tmp, "w", newline="") as out:
+                    writer = csv.DictWriter(out, COLUMNS, restval="", extrasaction="ignore")
+                    writer.writeheader()
+                    writer.writerows(old)       # already written through cells()
+                tmp.replace(path)
+    fresh = not path.exists()
+    with open(path, "a", newline="") as f:
+        writer = csv.DictWriter(f, COLUMNS, restval="")
+        if fresh:
+            writer.writeheader()
         writer.writerows(cells(row) for row in rows)

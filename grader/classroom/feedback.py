@@ -2,7 +2,10 @@
 
 Read from the class grading's results.json (Gradescope's schema), it shows
 
-    the score, and a late note from gradebook.csv when there is one;
+    the grade of record from gradebook.csv (`grade_table`): raw score, late penalty
+    (days and %), an instructor's adjustment with its reason, and the final score,
+    which is what the exports carry, with the late note; a provisional note while
+    the student's window is open;
     the points per task, in the manifest's order;
     each failed public test in full (the student has its source anyway);
     each failed hidden test from its failure record alone (the test's
@@ -14,6 +17,10 @@ Read from the class grading's results.json (Gradescope's schema), it shows
     property alone;
     passed tests as a count.
 
+A row with no results (nothing submitted, unreachable, ungradable, no commit
+recorded) gets a page too (`status_page`): what the gradebook says and whom to
+contact. A row that is not due gets none.
+
 Every piece of student-derived text goes through `shown` and inside a `fenced`
 block, so a student who prints a markdown fence cannot forge the page.
 """
@@ -24,7 +31,8 @@ import json
 import re
 from pathlib import Path
 
-from grader.classroom.gradebook import Row, read_gradebook
+from grader.classroom import gradebook
+from grader.classroom.gradebook import Row, of_record, read_gradebook
 from grader.classroom.roster import SAFE_NAME
 from grader.course import ASSIGNMENTS, Assignment
 from grader.kit.describe import render_failure
@@ -47,16 +55,25 @@ def in_words(name: str) -> str:
     return words.replace("_", " ").strip() or "(unnamed test)"
 
 
+CONTACT = ("If this is not what you expected, write to the course staff and quote this "
+           "page's first line.")
+
+
 def feedback_markdown(student: str, assignment_name: str, results: dict, *,
-                      late_note: str = "") -> str:
-    """The markdown page for one student and one assignment."""
+                      late_note: str = "", row: Row | None = None) -> str:
+    """The markdown page for one student and one assignment; with its gradebook `row`,
+    the heading shows the final score, with the table that leads to it."""
     a = ASSIGNMENTS[assignment_name]
     tests = tests_of(results, assignment_name)
     score, maximum = sum(t["score"] for t in tests), sum(t["max_score"] for t in tests)
+    if row is not None:
+        score, maximum = row.score, row.max_score
     lines = [f"# Assignment {a.number}: {a.title}: {score:.2f} / {maximum:.2f} points", "",
              f"Feedback for **{shown(student, 100)}**.", ""]
     if late_note:
         lines += [f"> {shown(late_note, 200)}", ""]
+    if row is not None:
+        lines += grade_table(row)
     lines += task_table(a, tests)
     for title, hidden in (("Public tests", False), ("Hidden tests", True)):
         lines += failures_section(title, [t for t in tests if is_hidden(t) == hidden], hidden)
@@ -103,27 +120,91 @@ def failures_section(title: str, tests: list[dict], hidden: bool) -> list[str]:
     return lines
 
 
+def grade_table(row: Row) -> list[str]:
+    """From the tests' points to the grade of record: raw score, late penalty, the
+    course staff's adjustment and its reason, the final score (what the exports carry)."""
+    lines = ["## Grade of record", "", "| | points |", "|---|---:|",
+             f"| tests passed (raw score) | {row.raw_score:.2f} / {row.max_score:.2f} |"]
+    if row.days_late or row.penalty:
+        lines.append(f"| {late_note(row)} | −{row.raw_score * row.penalty:.2f} |")
+    if row.adjustment or row.override:
+        reason = shown(row.override, 200).replace("|", "\\|").replace("\n", " ")
+        lines.append(f"| adjusted by the course staff: {reason or '(no reason given)'} | "
+                     f"{row.adjustment:+.2f} |")
+    lines.append(f"| **final score** (the course's gradebook) | **{row.score:.2f} / "
+                 f"{row.max_score:.2f}** |")
+    if row.status.startswith(gradebook.WINDOW_OPEN):
+        lines += ["", "Provisional: your submission window is still open, and the score is "
+                  "graded again once it ends."]
+    return lines + [""]
+
+
+EXPLAINED = {
+    "nothing submitted": "Nothing was submitted by the end of your window: the score of "
+                         "record is 0.",
+    "unreachable": "Your repository could not be read when your work was to be recorded "
+                   "or graded: no score is recorded yet.",
+    "ungradable": "The grader failed on your work (a failure of the grader, not of your "
+                  "code): it will be graded again. No score is recorded yet.",
+    "no commit recorded": "No commit of yours was recorded when your window closed: no "
+                          "score is recorded.",
+    "window open": "Your submission window is still open: nothing is final yet.",
+    "graded": "The detailed results of this grading are not available.",
+}
+
+
+def status_page(student: str, assignment_name: str, row: Row) -> str:
+    """The page for a row without results to show: what the gradebook says."""
+    a = ASSIGNMENTS[assignment_name]
+    score = f"{row.score:.2f} / {row.max_score:.2f} points" if of_record(row) else \
+        "no score recorded"
+    kind = next((k for k in EXPLAINED if row.status == k or row.status.startswith(k)), "")
+    return "\n".join([f"# Assignment {a.number}: {a.title}: {score}", "",
+                      f"Feedback for **{shown(student, 100)}**.", "",
+                      *(grade_table(row) if of_record(row) else []),
+                      "The gradebook says:", "", *fenced(shown(told(row.status), 500)), "",
+                      EXPLAINED.get(kind, "No score is recorded yet."), "", CONTACT, ""])
+
+
+def told(status: str) -> str:
+    """The status as the student may read it: an ungradable row's details are the
+    grader's own failure (its exception, perhaps a hidden test's path), so only its kind."""
+    return "ungradable: the grader failed; it will grade again" \
+        if status.startswith(gradebook.UNGRADABLE) else status
+
+
 def write_feedback(grades_dir: Path, out_dir: Path, assignments: list[str] | None = None,
                    students: list[str] | None = None) -> list[Path]:
-    """out_dir/<student>/<assignment>.md for each grades_dir/<student>/results.json, for the
-    given assignments (default: those in the results); returns the pages written."""
-    late = read_gradebook(Path(grades_dir))
+    """out_dir/<student>/<assignment>.md for each row of grades_dir's gradebook and each
+    assignment in grades_dir/<student>/results.json (default: all), never for a row that
+    is not due; returns the pages written."""
+    book = read_gradebook(Path(grades_dir))
+    results = {path.parent.name: json.loads(path.read_text())
+               for path in sorted(Path(grades_dir).glob("*/results.json"))}
+    present = {(student, str(t.get("name", "")).split("/", 1)[0])
+               for student, r in results.items() for t in r.get("tests", [])}
     written = []
-    for path in sorted(Path(grades_dir).glob("*/results.json")):
-        student = path.parent.name
-        if not SAFE_NAME.match(student) or (students is not None and student not in students):
+    for student, name in sorted(present | set(book), key=lambda k: (k[0], _order(k[1]))):
+        row = book.get((student, name))
+        if (not SAFE_NAME.match(student) or name not in ASSIGNMENTS
+                or (students is not None and student not in students)
+                or (assignments is not None and name not in assignments)
+                or (row is not None and row.status.startswith(gradebook.NOT_DUE))):
             continue
-        results = json.loads(path.read_text())
-        present = {str(t.get("name", "")).split("/", 1)[0] for t in results.get("tests", [])}
-        for name in [n for n in ASSIGNMENTS if n in present]:
-            if assignments is not None and name not in assignments:
-                continue
-            page = Path(out_dir) / student / f"{name}.md"
-            page.parent.mkdir(parents=True, exist_ok=True)
-            note = late_note(late.get((student, name)))
-            page.write_text(feedback_markdown(student, name, results, late_note=note))
-            written.append(page)
+        shows_tests = (student, name) in present and (
+            row is None or row.status.startswith(gradebook.WINDOW_OPEN)
+            or (of_record(row) and not row.status.startswith("nothing submitted")))
+        page = Path(out_dir) / student / f"{name}.md"
+        page.parent.mkdir(parents=True, exist_ok=True)
+        page.write_text(feedback_markdown(student, name, results[student],
+                                          late_note=late_note(row), row=row)
+                        if shows_tests else status_page(student, name, row))
+        written.append(page)
     return written
+
+
+def _order(name: str) -> int:
+    return ASSIGNMENTS[name].number if name in ASSIGNMENTS else 10 ** 6
 
 
 def late_note(row: Row | None) -> str:

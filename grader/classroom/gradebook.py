@@ -38,7 +38,7 @@ NOT_RECORDED = "no commit recorded"       # window closed and the freeze saw not
 OF_RECORD = (GRADED, NOTHING_SUBMITTED)
 
 
-def of_record(row: "Row") -> bool:
+def of_record(row: Row) -> bool:
     """Whether row.score is the student's grade of record (possibly a real zero), not a
     placeholder for a row that is not due, still open, unreachable or ungradable."""
     return any(row.status == kind or row.status.startswith(kind + " ") for kind in OF_RECORD)

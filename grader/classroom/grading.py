@@ -2,10 +2,13 @@
 the gradebook (gradebook.py). Students are graded `jobs` at a time; one slow or
 hostile submission is bounded by its time budget and never stops the others.
 
-A row that could not be graded says why in its status ("could not fetch: ...",
-"commit 3f2c... no longer exists (force-pushed?)", "no commit recorded at the
-deadline", "ungradable: grade again") and still carries the assignment's full
-max_score, so a total is never out of a smaller maximum.
+A row's status states a fact (gradebook.py's vocabulary; freeze.choose decides it
+at the time of grading): "not due (deadline T)", "window open (until T): provisional",
+"unreachable: could not fetch: ...", "unreachable: commit 3f2c... no longer exists
+(force-pushed?)", "nothing submitted (...)", "no commit recorded (...)", "ungradable:
+grade again (...)". Every row carries the assignment's full max_score, so a total is
+never out of a smaller maximum. Instructor overrides (overrides.py) apply last; a
+regrade's changes are written to DIR/changes.csv and changes.md (changes.py).
 """
 
 from __future__ import annotations
@@ -19,10 +22,19 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
+from grader.classroom.changes import changed, read_results, write_changes
 from grader.classroom.deadlines import Schedule
-from grader.classroom.freeze import Record, choose, recorded_commits
+from grader.classroom.freeze import Choice, Record, choose, recorded_commits
 from grader.classroom.git import CommitGone, GitError, fetch_commit
-from grader.classroom.gradebook import Row, combine_results, read_gradebook, write_gradebook
+from grader.classroom.gradebook import (
+    GRADED,
+    Row,
+    combine_results,
+    of_record,
+    read_gradebook,
+    write_gradebook,
+)
+from grader.classroom.overrides import Override, final_score
 from grader.classroom.owned import take_owned_files
 from grader.classroom.roster import Student
 from grader.course import Assignment
@@ -38,6 +50,8 @@ class ClassRun:
     jobs: int = 1
     total_budget_s: float | None = None     # per student, all assignments together
     at_head: bool = False                   # grade HEAD where nothing was recorded
+    now: datetime | None = None             # the time of grading (None: the clock)
+    overrides: dict = field(default_factory=dict)   # (student, assignment) -> Override
 
 
 def grade_class(students: list[Student], run: ClassRun, log=print) -> dict:
@@ -51,6 +65,9 @@ def grade_class(students: list[Student], run: ClassRun, log=print) -> dict:
     maxima = max_points(run.assignments, run.suite)
     recorded = recorded_commits(run.records)
     book = read_gradebook(run.out)
+    names = {a.name for a in run.assignments}
+    before = {key: (row, read_results(run.out, *key)) for key, row in book.items()
+              if key[1] in names and key[0] in {s.name for s in students}}
     progress = Progress(len(students), log)
     work = (run, recorded, maxima, grader_commit())
 
@@ -75,6 +92,10 @@ def grade_class(students: list[Student], run: ClassRun, log=print) -> dict:
                 except Exception as error:        # the grading process itself died
                     finish(student, ungradable(student, run, maxima, error), 0.0)
     write_gradebook(run.out, book)
+    if before:
+        write_changes(run.out, [line for key, (row, old) in sorted(before.items())
+                                for line in changed(*key, old, read_results(run.out, *key),
+                                                    row, book[key])])
     return book
 
 
@@ -104,41 +125,100 @@ def grade_student(student: Student, run: ClassRun, recorded: dict, maxima: dict,
     with tempfile.TemporaryDirectory(prefix="llmlab-class-") as tmp:
         store = Path(tmp) / "store"
         for assignment in run.assignments:
-            choice = choose(student, assignment.name,
-                            recorded.get((student.name, assignment.name), []), run.schedule,
-                            at_head=run.at_head)
-            row = Row(student.name, assignment.name, max_score=maxima[assignment.name],
-                      days_late=choice.days_late, penalty=choice.penalty,
-                      repository=student.repository, commit=choice.commit,
-                      seen_at=choice.seen_at, graded_at=_now(), grader_commit=grader_commit,
-                      status=choice.status or "graded")
+            key = (student.name, assignment.name)
+            choice = choose(student, assignment.name, recorded.get(key, []), run.schedule,
+                            at_head=run.at_head, now=run.now)
+            override = run.overrides.get(key)
+            if override and override.commit and not choice.status.startswith("not due"):
+                choice = Choice(override.commit, days_late=override.days_late,
+                                penalty=run.schedule.late.penalty(override.days_late))
+            row = _row(student, assignment, choice, maxima, grader_commit)
             rows.append(row)
-            if choice.status:
-                continue
-            try:
-                if choice.commit not in fetched:
-                    fetched[choice.commit] = fetch_commit(student.repository, choice.commit,
-                                                          store)
-                row.commit = fetched[choice.commit]
-                tree = Path(tmp) / assignment.name
-                problems = take_owned_files(store, row.commit, assignment, tree)
-            except CommitGone as error:
-                row.status = str(error)
-                continue
-            except GitError as error:
-                row.status = f"could not fetch: {error}"
-                continue
-            left = None if run.total_budget_s is None else \
-                max(1.0, run.total_budget_s - (time.monotonic() - started))
-            _grade_into(row, tree, problems, assignment, run, left)
+            if not choice.status:
+                output = run.out / student.name / "results" / f"{assignment.name}.json"
+                left = None if run.total_budget_s is None else \
+                    max(1.0, run.total_budget_s - (time.monotonic() - started))
+                _fetch_and_grade(row, store, fetched, Path(tmp), assignment, run, left, output)
+                if choice.on_time and row.status == choice.graded:
+                    rows[-1] = _better(row, choice.on_time, student, assignment, maxima,
+                                       grader_commit, store, fetched, Path(tmp), run, output)
+            if override:
+                apply_override(rows[-1], override)
     return rows
 
 
+def _row(student: Student, assignment: Assignment, choice: Choice, maxima: dict,
+         grader_commit: str) -> Row:
+    return Row(student.name, assignment.name, max_score=maxima[assignment.name],
+               days_late=choice.days_late, penalty=choice.penalty,
+               repository=student.repository, commit=choice.commit, seen_at=choice.seen_at,
+               graded_at=_now(), grader_commit=grader_commit,
+               status=choice.status or choice.graded)
+
+
+def _fetch_and_grade(row: Row, store: Path, fetched: dict, tmp: Path, assignment: Assignment,
+                     run: ClassRun, budget_s: float | None, output: Path) -> None:
+    try:
+        if row.commit not in fetched:
+            fetched[row.commit] = fetch_commit(row.repository, row.commit, store)
+        row.commit = fetched[row.commit]
+        tree = tmp / f"{assignment.name}-{row.commit[:12] or 'head'}"
+        problems = take_owned_files(store, row.commit, assignment, tree)
+    except CommitGone as error:
+        row.status = f"unreachable: {error}"
+        return
+    except GitError as error:
+        row.status = f"unreachable: could not fetch: {error}"
+        return
+    _grade_into(row, tree, problems, assignment, run, budget_s, output)
+
+
+def _better(late: Row, on_time: Choice, student: Student, assignment: Assignment, maxima: dict,
+            grader_commit: str, store: Path, fetched: dict, tmp: Path, run: ClassRun,
+            output: Path) -> Row:
+    """The penalty policy's rule: a late commit never earns less than the deadline's.
+    Grades the deadline's commit too and keeps the row with the better final score."""
+    other = _row(student, assignment, on_time, maxima, grader_commit)
+    aside = output.with_name(f".{assignment.name}.on-time.json")
+    _fetch_and_grade(other, store, fetched, tmp, assignment, run, None, aside)
+    chosen = best(late, other) if other.status == on_time.graded else late
+    if chosen is other:
+        aside.replace(output)
+    aside.unlink(missing_ok=True)
+    return chosen
+
+
+def best(late: Row, on_time: Row) -> Row:
+    """The row with the better final score (the late one on a tie), its status saying
+    which commit was chosen and what the other earned."""
+    chosen, other = (on_time, late) if on_time.score > late.score else (late, on_time)
+    which = "the deadline's commit" if chosen is on_time else "the late commit"
+    chosen.status = (f"{chosen.status} (best: {which} {chosen.commit[:12]}, "
+                     f"{chosen.score:g} vs {other.score:g} at {other.commit[:12]})")
+    return chosen
+
+
+def apply_override(row: Row, override: Override) -> None:
+    """The override's reason on the row; adjust or score into row.adjustment, so that
+    score = clamp(raw x (1 - penalty) + adjustment, 0, max_score). A score override
+    makes a due row that was not graded of record: `graded (override)`."""
+    if row.status.startswith("not due"):
+        return                                          # waits for the deadline
+    row.override = override.reason
+    if override.score is not None:
+        if not row.status.startswith(GRADED):
+            row.status, row.raw_score, row.penalty = "graded (override)", 0.0, 0.0
+        row.adjustment = round(override.score - row.raw_score * (1 - row.penalty), 4)
+    else:
+        row.adjustment = override.adjust
+    if of_record(row):          # an adjustment waits for a grade to adjust; never a score alone
+        row.score = final_score(row.raw_score, row.penalty, row.adjustment, row.max_score)
+
+
 def _grade_into(row: Row, tree: Path, problems: dict, assignment: Assignment, run: ClassRun,
-                budget_s: float | None) -> None:
+                budget_s: float | None, output: Path) -> None:
     from grader.pipeline.grade import GradeOptions, grade, stage
 
-    output = run.out / row.student / "results" / f"{assignment.name}.json"
     output.parent.mkdir(parents=True, exist_ok=True)
     staged = stage(tree, [assignment])
     staged.problems.update(problems)        # why a file was not taken, not "missing"
@@ -149,10 +229,10 @@ def _grade_into(row: Row, tree: Path, problems: dict, assignment: Assignment, ru
     finally:
         staged.cleanup()
     row.raw_score = round(report.score, 4)
-    row.score = round(report.score * (1 - row.penalty), 4)
+    row.score = final_score(row.raw_score, row.penalty, row.adjustment, row.max_score)
     row.review = "; ".join(report.extra_data.get("review", {}).get(assignment.name, []))
     if report.ungradable:
-        row.status = "ungradable: grade again"
+        row.status = "ungradable: grade again (the grader failed on a test)"
 
 
 def max_points(assignments: list[Assignment], suite: str) -> dict[str, float]:
@@ -180,11 +260,11 @@ class Progress:
 
     def done(self, student: str, rows: list[Row], seconds: float) -> None:
         self.done_count += 1
-        self.problems += sum(1 for r in rows if r.status != "graded")
+        self.problems += sum(1 for r in rows if not r.status.startswith(GRADED))
         elapsed = time.monotonic() - self.started
         eta = elapsed / self.done_count * (self.total - self.done_count)
         scores = ", ".join(f"{r.assignment} {r.score:g}/{r.max_score:g}"
-                           + ("" if r.status == "graded" else f" ({r.status})") for r in rows)
+                           + ("" if r.status == GRADED else f" ({r.status})") for r in rows)
         self.log(f"[{self.done_count}/{self.total}] {student}: {scores} in {seconds:.0f} s · "
                  f"{self.problems} not graded so far · {_clock(elapsed)} elapsed, "
                  f"ETA {_clock(eta)}")

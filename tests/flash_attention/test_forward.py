@@ -117,7 +117,7 @@ def test_scores_of_large_magnitude_stay_finite(student, dtype, magnitude):
 
 
 @points(2)
-@settings(max_examples=8)
+@settings(max_examples=4)
 @given(case=attention_cases(dims=(16,), min_t=129, max_t=260, batch_heads=((1, 1),),
                             causal=st.just(False)))
 def test_several_tiles_of_queries_and_keys_with_tails(student, case):
@@ -129,6 +129,7 @@ def test_several_tiles_of_queries_and_keys_with_tails(student, case):
 
 
 @points(1)
+@settings(max_examples=10)
 @given(case=attention_cases(max_t=20, causal=st.just(False)))
 def test_outputs_have_the_right_shape_dtype_and_device(student, case):
     """o is [B, H, Tq, D] in q's dtype on q's device; lse is [B, H, Tq] float32."""

@@ -130,7 +130,7 @@ def test_a_failed_freeze_lists_each_student_and_exits_nonzero_without_torch(tmp_
     assert "bob (quantization): fatal:" in result.stderr and "repository exists" not in \
         result.stderr
     assert [(r.student, r.kind) for r in read_records(tmp_path / "freeze.csv")] == \
-        [("ada", "deadline")]
+        [("ada", "deadline"), ("bob", "unreachable")]
 
 
 # ------------------------------------------------------ the commit to grade --
@@ -227,7 +227,8 @@ def test_exports_always_carry_the_maximum(tmp_path):
     assert canvas[2][:2] == ["ada", "101"] and canvas[2][4] == "A" and canvas[2][5] == "30.0"
     export(book, [], "plain", tmp_path / "plain.csv")
     plain = list(csv.reader(open(tmp_path / "plain.csv")))
-    assert plain[1] == ["(max points)", "36.0", "36.0"] and plain[3] == ["bob", "12.0", "12.0"]
+    assert plain[1] == ["(max points)", "36.0", "36.0", ""]
+    assert plain[3] == ["bob", "12.0", "12.0", ""]                      # notes: none
 
 
 def test_the_cli_refuses_an_unknown_student(tmp_path):
