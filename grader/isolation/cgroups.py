@@ -104,6 +104,17 @@ class Cgroup:
         events = "memory.oom_control" if self.version == 1 else "memory.events"
         return _keyed(self.directories[0] / events).get("oom_kill", 0) > 0
 
+    def cpu_seconds(self) -> float | None:
+        """CPU time all the group's processes have used, alive or exited (None where this
+        hierarchy does not count it: v1 without cpuacct beside cpu)."""
+        if self.version == 2:
+            usage = _keyed(self.directories[0] / "cpu.stat").get("usage_usec")
+            return None if usage is None else usage / 1e6
+        try:
+            return int((self.directories[2] / "cpuacct.usage").read_text()) / 1e9
+        except (OSError, ValueError):
+            return None
+
     def pids(self) -> set[int]:
         found = set()
         for directory in self.directories:

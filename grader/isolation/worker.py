@@ -74,7 +74,7 @@ class WorkerProcess:
         self.test_budget_s = math.inf  # student time the current test may use in all
         self.test_used_s = 0.0         # ... and has used so far
         self.over_budget = ""          # why a call stops when the test has used it up
-        self.test_deadline = math.inf  # while a call runs: when the test's time is up
+        self.call_started = None       # while a call runs: (monotonic, worker CPU s)
 
     # ---------------------------------------------------------- lifecycle --
     def start(self, import_module: bool = True) -> None:
@@ -261,8 +261,8 @@ class WorkerProcess:
                                              or self.not_graded):
                 self.start()
             self._raise_if_broken()
-            started = time.monotonic()  # after starting the worker: that time is the grader's
-            self.test_deadline = started + self.test_budget_s - self.test_used_s
+            # after starting the worker: that time is the grader's
+            self.call_started = (time.monotonic(), self._cpu_in_use(), self._queue_wait())
             try:
                 reply = self._exchange(message, self.config.call_timeout_s,
                                        during="running your code")
@@ -274,8 +274,8 @@ class WorkerProcess:
                     return reply["value"]
                 raise self._with_output(rebuild_exception(reply["error"]))
             finally:
-                self.test_deadline = math.inf
-                self.test_used_s += time.monotonic() - started
+                self.test_used_s += self._spent_this_call()
+                self.call_started = None
         raise self._with_output(StudentCrash(self.poisoned))
 
     def _with_output(self, error: Exception) -> Exception:
@@ -336,12 +336,13 @@ class WorkerProcess:
         and as its reply arrives (a thread may hoard memory while replies stay fast)."""
         while view:
             self._check_memory()
-            left = min(deadline, self.test_deadline) - time.monotonic()
+            call_deadline = deadline + self._waited_for_a_cpu(timeout_s)
+            left = min(call_deadline - time.monotonic(), self._budget_left())
             ready, _, _ = select.select([self.from_worker], [], [], min(WATCH_S, max(0.0, left)))
             if not ready:
-                if time.monotonic() >= deadline:
+                if time.monotonic() >= deadline + self._waited_for_a_cpu(timeout_s):
                     raise StudentCrash(f"timed out after {timeout_s:g} s")
-                if time.monotonic() >= self.test_deadline:
+                if self._budget_left() <= 0:
                     raise StudentCrash(self.over_budget)
                 continue
             got = os.readv(self.from_worker, [view[:1 << 20]])
@@ -349,6 +350,60 @@ class WorkerProcess:
                 code = self.process.wait(timeout=5) if self.process else None
                 raise StudentCrash(self._killed_for_memory() or describe_exit(code))
             view = view[got:]
+
+    # ---------------------------------------------------------------- time --
+    def _budget_left(self) -> float:
+        """Seconds of the current test's budget not yet spent (inf: no budget)."""
+        if math.isinf(self.test_budget_s):
+            return math.inf
+        return self.test_budget_s - self.test_used_s - self._spent_this_call()
+
+    def _spent_this_call(self) -> float:
+        """The current call's time against the test budget: the CPU seconds the worker's
+        processes used since it began, or its wall seconds where they cannot be read
+        (grader/pipeline/timings.py says why CPU time)."""
+        if self.call_started is None:
+            return 0.0
+        wall_started, cpu_started, _ = self.call_started
+        cpu_now = None if cpu_started is None else self._cpu_in_use()
+        if cpu_now is None:
+            return time.monotonic() - wall_started
+        return max(0.0, cpu_now - cpu_started)
+
+    def _waited_for_a_cpu(self, timeout_s: float) -> float:
+        """How long the worker's main thread has waited in a run queue (ready to run, the
+        cores busy) during the current call, at most timeout_s more: a call's wall-clock
+        timeout does not count that wait, so a busy machine cannot time out a correct call,
+        and a hang (sleeping, blocked) is still stopped at timeout_s."""
+        if self.call_started is None or self.call_started[2] is None:
+            return 0.0
+        now = self._queue_wait()
+        return 0.0 if now is None else min(timeout_s, max(0.0, now - self.call_started[2]))
+
+    def _queue_wait(self) -> float | None:
+        """Seconds the worker's main thread has spent runnable but not running, or None."""
+        if self.process is None:
+            return None
+        try:
+            with open(f"/proc/{self._worker_pid()}/schedstat") as f:
+                return int(f.read().split()[1]) / 1e9
+        except (OSError, ValueError, IndexError):
+            return None
+
+    def _worker_pid(self) -> int:
+        pid = self.process.pid
+        if sandbox().pid_namespace:  # we started its parent, which waits outside (sandbox.py)
+            pid = next(iter(_children(pid)), pid)
+        return pid
+
+    def _cpu_in_use(self) -> float | None:
+        """CPU seconds the worker's processes used so far (control group: every process;
+        else its main process and its children, counting waited-for descendants), or None."""
+        if self.process is None:
+            return None
+        if self.cgroup is not None and (used := self.cgroup.cpu_seconds()) is not None:
+            return used
+        return cpu_seconds(self._worker_pid())
 
     # -------------------------------------------------------------- memory --
     def _check_memory(self) -> None:
@@ -387,6 +442,17 @@ def _children(pid: int) -> list[int]:
             return [int(child) for child in f.read().split()]
     except (OSError, ValueError):
         return []
+
+
+def cpu_seconds(pid: int) -> float | None:
+    """utime + stime of the process (all its threads) and of its waited-for children,
+    in seconds (None if it is gone)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return sum(int(f) for f in fields[11:15]) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return None
 
 
 def resident_bytes(pid: int) -> int:

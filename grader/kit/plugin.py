@@ -13,8 +13,8 @@ see the same setup:
 - markers: `points(n)`, `gpu` (skipped with a reason without CUDA), `slow`.
 - `--results-log FILE`: one JSON line per collected and per finished test,
   read by the grader to build results.json incrementally.
-- per-test time budgets: each test's calls into student code may take, together,
-  a multiple of the reference's time on the same test (grader/pipeline/timings.py).
+- per-test time budgets: each test's calls into student code may use, together,
+  a multiple of the reference's CPU time on the same test (grader/pipeline/timings.py).
 """
 
 from __future__ import annotations
@@ -154,9 +154,10 @@ class Session:
             return {}
         if assignment.name not in self.timings:
             self.timings[assignment.name] = timings.load(assignment)
-        budget = timings.budget_s((self.timings[assignment.name] or {}).get(nodeid))
+        reference_s = (self.timings[assignment.name] or {}).get(nodeid)
+        budget = timings.budget_s(reference_s)
         return {} if budget is None else {"budget_s": budget,
-                                          "over_budget": timings.over_budget(budget)}
+                                          "over_budget": timings.over_budget(budget, reference_s)}
 
     def in_process_module(self, assignment: Assignment):
         """Import the student's module here, beside the provided files."""

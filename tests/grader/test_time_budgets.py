@@ -24,6 +24,11 @@ import time
 def wait(seconds):
     time.sleep(seconds)
     return seconds
+def spin(seconds):
+    end = time.process_time() + seconds   # CPU seconds, however busy the machine
+    while time.process_time() < end:
+        pass
+    return seconds
 """
 
 
@@ -36,20 +41,54 @@ def make_student(tmp_path, source: str):
 
 
 def test_a_test_stops_when_its_calls_together_use_up_its_budget(tmp_path):
-    """Each call is well under its timeout; the second one runs past what the test has left,
-    and the rest of the test fails at once, saying so."""
+    """Each call is well under its timeout; the second one runs past what the test has left
+    (CPU seconds), and the rest of the test fails at once, saying so."""
     worker, student = make_student(tmp_path, SLOW)
     try:
         worker.new_test(budget_s=2.0, over_budget="ran past this test's time budget of 2 s")
-        assert student.wait(1.2) == 1.2
-        started = time.monotonic()
+        assert student.spin(1.2) == 1.2
         with pytest.raises(StudentCrash, match="ran past this test's time budget of 2 s"):
-            student.wait(5)
-        assert time.monotonic() - started < 2.0
+            student.spin(15)   # stopped by the budget, not by the 20 s call timeout
+        assert 1.9 < worker.test_used_s < 3.0
         with pytest.raises(StudentCrash, match="time budget"):
             student.wait(0)
         worker.new_test(budget_s=2.0)  # the next test starts afresh
-        assert student.wait(1.2) == 1.2
+        assert student.spin(1.2) == 1.2
+    finally:
+        worker.stop()
+
+
+def test_time_the_worker_does_not_compute_is_not_counted_against_the_test(tmp_path):
+    """The budget counts the worker's CPU seconds: waiting (for a busy machine's cores, or
+    here in sleep) spends none of it; each call's wall-clock timeout still bounds it."""
+    worker, student = make_student(tmp_path, SLOW)
+    try:
+        worker.new_test(budget_s=0.5)
+        assert student.wait(1.5) == 1.5
+        assert worker.test_used_s < 0.5
+    finally:
+        worker.stop()
+
+
+def test_threads_the_student_starts_spend_the_same_budget(tmp_path):
+    """Work moved to threads is counted (all the worker's threads): no one buys time so."""
+    source = SLOW + """
+import threading
+def spin_thread(seconds):
+    end = time.thread_time() + seconds   # this thread's CPU seconds
+    while time.thread_time() < end:
+        pass
+def spin_in_threads(seconds, n):
+    threads = [threading.Thread(target=spin_thread, args=(seconds,)) for _ in range(n)]
+    [t.start() for t in threads]
+    [t.join() for t in threads]
+    return seconds
+"""
+    worker, student = make_student(tmp_path, source)
+    try:
+        worker.new_test(budget_s=1.0, over_budget="over budget")
+        with pytest.raises(StudentCrash, match="over budget"):
+            student.spin_in_threads(0.7, 3)   # 0.7 s of wall at most per thread, 2.1 CPU s
     finally:
         worker.stop()
 
@@ -68,6 +107,14 @@ def test_a_budget_is_a_multiple_of_the_reference_time_with_a_floor():
     assert timings.budget_s(None) is None
     assert timings.budget_s(0.01) == timings.FLOOR_S
     assert timings.budget_s(5.0) == 5.0 * timings.FACTOR
+
+
+def test_a_stopped_test_names_its_budget_and_where_it_comes_from():
+    assert timings.over_budget(12.0, 1.2).startswith(
+        "stopped by the per-test time budget of 12 CPU seconds (10 x the reference "
+        "solution's 1.2 s on this test; only your code's CPU time counts")
+    assert "(the floor every test gets; the reference solution needs 0.01 s;" in \
+        timings.over_budget(10.0, 0.01)
 
 
 def test_validate_names_a_missing_or_stale_timings_file(tmp_path):
