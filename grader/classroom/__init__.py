@@ -21,9 +21,9 @@ repository (hidden tests never leave it), in steps that each leave a file:
    submitted` rows are the student's grade of record); `overrides.toml` holds the
    instructor's recourse (overrides.py) and a regrade writes what changed (changes.py).
 3. `grader class merge` combines shards; `grader class export` writes a Canvas
-   import and a plain CSV (blank where a row is not of record); `grader class feedback` and `grader class deliver` give
-   students their feedback and the solutions once they can no longer submit
-   (windows.py; each delivery is recorded in freeze.csv and ends the window).
+   import and a plain CSV (blank where a row is not of record); `grader class
+   feedback` and `grader class deliver` give students their feedback and the
+   solutions once they can no longer submit (windows.py; each delivery is recorded in freeze.csv and ends the window).
 4. `grader class report` (report.py, report_stats.py) and `grader class similarity`
    (similarity.py) are for a person: statistics, item analysis, flagged pairs. They
    never change a grade.
