@@ -23,7 +23,8 @@ repository (hidden tests never leave it), in steps that each leave a file:
 3. `grader class merge` combines shards; `grader class export` writes a Canvas
    import and a plain CSV (blank where a row is not of record); `grader class
    feedback` and `grader class deliver` give students their feedback and the
-   solutions once they can no longer submit (windows.py; each delivery is recorded in freeze.csv and ends the window).
+   solutions once they can no longer submit (windows.py; each delivery is recorded
+   in freeze.csv and ends the window).
 4. `grader class report` (report.py, report_stats.py) and `grader class similarity`
    (similarity.py) are for a person: statistics, item analysis, flagged pairs. They
    never change a grade.
