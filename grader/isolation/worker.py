@@ -359,16 +359,17 @@ class WorkerProcess:
         return self.test_budget_s - self.test_used_s - self._spent_this_call()
 
     def _spent_this_call(self) -> float:
-        """The current call's time against the test budget: the CPU seconds the worker's
-        processes used since it began, or its wall seconds where they cannot be read
-        (grader/pipeline/timings.py says why CPU time)."""
+        """The current call's time against the test budget: its wall seconds less the time
+        the worker's main thread waited for a free core, or the CPU seconds the worker's
+        processes used, whichever is more (grader/pipeline/timings.py says why)."""
         if self.call_started is None:
             return 0.0
-        wall_started, cpu_started, _ = self.call_started
+        wall_started, cpu_started, wait_started = self.call_started
+        wait_now = None if wait_started is None else self._queue_wait()
+        waited = 0.0 if wait_now is None else max(0.0, wait_now - wait_started)
         cpu_now = None if cpu_started is None else self._cpu_in_use()
-        if cpu_now is None:
-            return time.monotonic() - wall_started
-        return max(0.0, cpu_now - cpu_started)
+        cpu = 0.0 if cpu_now is None else max(0.0, cpu_now - cpu_started)
+        return max(cpu, time.monotonic() - wall_started - waited)
 
     def _waited_for_a_cpu(self, timeout_s: float) -> float:
         """How long the worker's main thread has waited in a run queue (ready to run, the

@@ -11,19 +11,20 @@ take together, from the time the reference solution's calls take on that test
 Only time inside calls counts, on both sides: not starting a worker (the grader's
 cost, however slow the machine), not the trusted checks and input generation.
 
-Time is CPU time, not wall time: the CPU seconds the worker's processes use during
-the test's calls (its control group's count, which includes every process it
-started; where there is none, its process and the children it waited for; wall
-time only where neither can be read). A busy machine stretches a call's wall time,
-not its CPU time: while other processes hold the cores (another student's worker,
-a CI neighbour; the worker's cgroup has a small CPU weight, so under load it
-waits longest) the worker is not running and spends nothing. So a correct
-submission's budget holds however loaded the runner, and a student cannot buy time
-by loading the machine: every thread or process they start spends the same budget
-faster. Waiting without computing (sleep, a blocked read) spends none; each call's
-wall-clock timeout (the manifest's `call_timeout_s`) and the total budget still
-bound that. The reference's time is its worker's CPU time the same way (its worker
-runs one thread, OMP_NUM_THREADS=1, so on an idle machine that is its wall time).
+Time is the worker's own time, not the machine's: a call is charged its wall time
+less the time the worker's main thread sat ready to run while the cores were busy
+(its run-queue wait, from /proc/<pid>/schedstat), or the CPU seconds the worker's
+processes used (its control group's count, every process it started included; where
+there is none, its process and the children it waited for), whichever is more. A
+busy machine (another student's worker, a CI neighbour; the worker's cgroup has a
+small CPU weight, so under load it waits longest) stretches only the run-queue wait,
+which is not charged: a correct submission's budget holds however loaded the runner.
+Sleeping or blocking is charged like computing (wall time), so answers that each
+arrive just under the call timeout still run past the budget, and every thread or
+process a student starts spends the budget faster (CPU time), so nothing buys time.
+Where the run-queue wait cannot be read, wall time is charged, as before. The
+reference's time is measured the same way (its worker runs one thread,
+OMP_NUM_THREADS=1, so on an idle machine that is its wall time).
 
 `grader timings` measures the reference once, graded the way `grader grade
 --reference` grades it (isolated workers, grading profile), and writes each
@@ -34,7 +35,7 @@ budget as it starts; a call still running when the test has spent it is stopped
 reports a missing file or a test without a timing.
 
 Machines: the floor and the factor absorb a slower runner (slower cores, not a
-busier one: load costs no CPU time). Device kinds do not
+busier one: waiting for a core is not charged). Device kinds do not
 scale into each other (Triton interpreted on a CPU; compiled, with JIT compilation
 and autotuning, on a GPU), so a file keeps one table per kind ("cpu", "cuda"),
 and a machine of a kind never measured (a GPU runner, until `grader timings` runs
@@ -107,8 +108,8 @@ def over_budget(budget: float, reference_s: float | None = None) -> str:
     else:
         source = (f"the floor every test gets; the reference solution needs "
                   f"{reference_s:.3g} s" if reference_s is not None else "the floor")
-    return (f"stopped by the per-test time budget of {budget:g} CPU seconds ({source}; "
-            f"only your code's CPU time counts, not waiting for a busy machine)")
+    return (f"stopped by the per-test time budget of {budget:g} s ({source}; only your "
+            f"code's own time counts, not waiting for a busy machine's cores)")
 
 
 def describe(assignments: list[Assignment]) -> dict:

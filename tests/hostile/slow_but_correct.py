@@ -1,7 +1,7 @@
 """Correct, but every call sleeps 15 s first: under the 20 s call timeout, so no call
 ever times out, yet without a per-test budget each test costs 15 s a call and the
 assignment its whole time budget (issue 13).
-Expect: ran past this test's time budget|not run again
+Expect: per-test time budget|not run again
 """
 
 from __future__ import annotations
